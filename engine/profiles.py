@@ -79,6 +79,7 @@ class Profile:
     # field -> list of ("literal", value) / ("env", VAR) / ("credentials", None)
     _secret_sources: dict = field(default_factory=dict, repr=False)
     _store: Optional["CredentialStore"] = field(default=None, repr=False)
+    _env: Optional[Mapping[str, str]] = field(default=None, repr=False)
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.settings.get(name)
@@ -90,7 +91,7 @@ class Profile:
             if kind == "literal":
                 value = ref
             elif kind == "env":
-                value = os.environ.get(ref)
+                value = (self._env if self._env is not None else os.environ).get(ref)
             elif kind == "file":
                 value = _read_text(ref)
             else:
@@ -267,7 +268,8 @@ class Profiles:
         if spec.get("url_env"):
             url = env.get(spec["url_env"]) or spec.get("url_default")
         p = Profile(name=name, provider=spec["provider"], url=url.rstrip("/") if url else None,
-                    max_concurrent=DEFAULT_MAX_CONCURRENT.get(spec["provider"], 4), _store=self.store)
+                    max_concurrent=DEFAULT_MAX_CONCURRENT.get(spec["provider"], 4), _store=self.store,
+                    _env=self._env)
         for fld, var in spec["env"].items():
             if fld in SECRET_FIELDS:
                 p._secret_sources[fld] = [("env", var), ("credentials", None)]

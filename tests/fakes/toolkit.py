@@ -153,9 +153,9 @@ class FakeServer:
     # ---- lifecycle
     async def start(self) -> str:
         self._cond = asyncio.Condition()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self.port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, HOST, self.port)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]

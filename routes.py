@@ -1,0 +1,186 @@
+"""The panel's REST routes under /comfyui_remote/… (design §4). No ComfyUI import: ``__init__``
+passes ComfyUI's RouteTableDef; tests pass their own. Every answer goes through redaction; no
+route ever returns a key; files are served only from inside the results folder."""
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import web
+
+from .engine import media, redaction
+from .engine.journal import STATE_FILTERS
+from .engine.profiles import SECRET_FIELDS
+from .providers.base import ConfigError, NotFound, RemoteError
+
+PREFIX = "/comfyui_remote"
+MAX_LIMIT = 200
+MAX_KEY_LEN = 16 * 1024
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(redaction.scrub(data), status=status)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+async def _body(request: web.Request) -> dict:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body is not valid JSON"}),
+                                 content_type="application/json")
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
+                                 content_type="application/json")
+    return data
+
+
+def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> None:
+    def engine(coro: Any) -> asyncio.Future:
+        m = get_manager()
+        return asyncio.wrap_future(m.call(coro))
+
+    def task_or_404(task_id: str) -> dict:
+        snap = get_manager().snapshot(task_id)
+        if snap is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no task with id {task_id!r}"}),
+                                   content_type="application/json")
+        return snap
+
+    @routes.get(PREFIX + "/tasks")
+    async def list_tasks(request: web.Request) -> web.Response:
+        state = request.query.get("state") or None
+        if state is not None and state not in STATE_FILTERS:
+            return _error(400, f"state must be one of {', '.join(STATE_FILTERS)}")
+        try:
+            limit = int(request.query.get("limit", "50"))
+            before = int(request.query["before"]) if request.query.get("before") else None
+        except ValueError:
+            return _error(400, "limit and before must be whole numbers")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit must be between 1 and {MAX_LIMIT}")
+        tasks, nxt = await asyncio.to_thread(get_manager().list_tasks, state, limit, before)
+        return _json({"tasks": tasks, "next": nxt})
+
+    @routes.get(PREFIX + "/tasks/{id}")
+    async def get_task(request: web.Request) -> web.Response:
+        return _json(await asyncio.to_thread(task_or_404, request.match_info["id"]))
+
+    @routes.post(PREFIX + "/tasks/{id}/cancel")
+    async def cancel_task(request: web.Request) -> web.Response:
+        task_id = request.match_info["id"]
+        await asyncio.to_thread(task_or_404, task_id)
+        m = get_manager()
+        snap = await engine(m.cancel(task_id, "cancelled from the Remote panel"))
+        return _json(snap)
+
+    @routes.post(PREFIX + "/tasks/{id}/recover")
+    async def recover_task(request: web.Request) -> web.Response:
+        task_id = request.match_info["id"]
+        await asyncio.to_thread(task_or_404, task_id)
+        m = get_manager()
+        try:
+            local_id = await engine(m.recover(task_id))
+        except RemoteError as e:
+            return _error(409, str(e))
+        return _json(m.snapshot(local_id))
+
+    @routes.get(PREFIX + "/tasks/{id}/outputs/{n}")
+    async def task_output(request: web.Request) -> web.StreamResponse:
+        task_id = request.match_info["id"]
+        try:
+            n = int(request.match_info["n"])
+        except ValueError:
+            return _error(400, "output index must be a whole number")
+        await asyncio.to_thread(task_or_404, task_id)
+        m = get_manager()
+        outs = await asyncio.to_thread(m.outputs_of, task_id)
+        rec = next((o for o in outs if o["n"] == n), None)
+        if rec is None:
+            return _error(404, f"task {task_id} has no output {n}")
+        if rec.get("kind") == "text" and not rec.get("path"):
+            return web.Response(text=rec.get("text") or "", content_type="text/plain")
+        path = _inside(Path(rec.get("path") or ""), m.results_dir)
+        if path is None or not path.is_file():
+            return _error(404, f"output {n} of task {task_id} is not on disk (use Recover)")
+        thumb = request.query.get("thumb")
+        if thumb:
+            try:
+                size = int(thumb)
+            except ValueError:
+                return _error(400, "thumb must be a size in pixels")
+            try:
+                data = await asyncio.to_thread(media.thumbnail, str(path), size)
+            except Exception:
+                return _error(415, f"output {n} is not an image")
+            return web.Response(body=data, content_type="image/png",
+                                headers={"Cache-Control": "private, max-age=3600"})
+        ctype = rec.get("mime") or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return web.FileResponse(path, headers={"Content-Type": ctype, "X-Content-Type-Options": "nosniff",
+                                               "Content-Disposition": f'inline; filename="{path.name}"'})
+
+    @routes.get(PREFIX + "/profiles")
+    async def list_profiles(request: web.Request) -> web.Response:
+        m = get_manager()
+
+        def collect() -> list:
+            out = []
+            for p in m.profiles.all():
+                item = p.public()
+                try:
+                    from .providers import provider_class
+                    item["capabilities"] = provider_class(p.provider).capabilities.to_json()
+                except Exception:
+                    item["capabilities"] = None
+                item["missing"] = p.missing()
+                out.append(item)
+            return out
+
+        return _json(await asyncio.to_thread(collect))
+
+    @routes.post(PREFIX + "/profiles/{name}/test")
+    async def test_profile(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        m = get_manager()
+        if name not in m.profiles.names():
+            return _error(404, f"no profile named {name!r}")
+        ok, message = await engine(m.test_profile(name))
+        return _json({"ok": ok, "message": message})
+
+    @routes.post(PREFIX + "/profiles/{name}/key")
+    async def set_key(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        m = get_manager()
+        if name not in m.profiles.names():
+            return _error(404, f"no profile named {name!r}")
+        body = await _body(request)
+        field = body.get("field") or "api_key"
+        value = body.get("value")
+        if field not in SECRET_FIELDS:
+            return _error(400, f"field must be one of {', '.join(sorted(SECRET_FIELDS))}")
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY_LEN:
+            return _error(400, "value must be a non-empty string")
+        try:
+            await asyncio.to_thread(m.profiles.store.set, name, field, value.strip())
+        except ConfigError as e:
+            return _error(400, str(e))
+        profile = m.profiles.get(name)
+        return _json({"ok": True, "profile": name, "field": field, "configured": profile.configured})
+
+
+def _inside(path: Path, root: Path) -> Path | None:
+    """The resolved path if it lies inside ``root`` (symlinks and ``..`` resolved), else None."""
+    try:
+        real = path.resolve(strict=False)
+        base = Path(root).resolve(strict=False)
+    except (OSError, RuntimeError):
+        return None
+    return real if real == base or base in real.parents else None

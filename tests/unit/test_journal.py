@@ -1,0 +1,30 @@
+from comfyui_remote.engine.journal import Journal
+from comfyui_remote.engine import redaction
+
+
+def test_create_update_outputs_and_listing(tmp_path):
+    j = Journal(tmp_path / "j.sqlite3")
+    for i in range(5):
+        j.create(f"t{i}", profile="p", provider="sandbox", state="queued" if i % 2 else "succeeded")
+    j.update("t1", progress=0.5, node="KSampler #3", remote_data={"a": 1})
+    row = j.get("t1")
+    assert row["progress"] == 0.5 and row["remote_data"] == {"a": 1}
+    j.set_outputs("t0", [{"n": 0, "kind": "image", "filename": "a.png", "path": "/x/a.png"}])
+    assert j.outputs("t0")[0]["filename"] == "a.png"
+    page, nxt = j.list(limit=2)
+    assert [r["id"] for r in page] == ["t4", "t3"] and nxt is not None
+    page2, _ = j.list(limit=2, before=nxt)
+    assert [r["id"] for r in page2] == ["t2", "t1"]
+    active, _ = j.list(state="active")
+    assert {r["id"] for r in active} == {"t1", "t3"}
+    assert {r["id"] for r in j.unfinished()} == {"t1", "t3"}
+
+
+def test_journal_survives_reopen_and_scrubs_secrets(tmp_path):
+    redaction.register("journal-canary-secret")
+    j = Journal(tmp_path / "j.sqlite3")
+    j.create("a", profile="p", provider="x", state="failed", error="bad key journal-canary-secret")
+    j.close()
+    j2 = Journal(tmp_path / "j.sqlite3")
+    assert j2.get("a")["error"] == "bad key ***"
+    assert b"journal-canary-secret" not in (tmp_path / "j.sqlite3").read_bytes()
