@@ -1,0 +1,160 @@
+"""Start/stop real ComfyUI instances with ../shared/tools/comfyui, and talk to them over HTTP/WS."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("COMFYUI_REMOTE_SHARED", REPO.parent / "shared"))
+TOOL = SHARED / "tools" / "comfyui"
+STATE = Path(os.environ.get("COMFYUI_STATE", REPO / ".comfyui-state"))
+
+
+def available() -> Optional[str]:
+    """None when a real ComfyUI can be started here, else the reason."""
+    if not TOOL.exists():
+        return f"no harness at {TOOL}"
+    venv = Path(os.environ.get("COMFYUI_VENV", REPO / ".comfyui-venv"))
+    if not (venv / ".comfyui-setup-stamp").exists():
+        return f"no ComfyUI venv at {venv} (run {TOOL} setup)"
+    return None
+
+
+class Instance:
+    def __init__(self, url: str, env: dict):
+        self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
+        self.env = env
+        self.dir = STATE / str(self.port)
+        self.base = self.dir / "base"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "comfyui.log"
+
+    @property
+    def pid(self) -> int:
+        return int((self.dir / "comfyui.pid").read_text().split()[0])
+
+    def kill9(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        subprocess.run([str(TOOL), "stop", str(self.port)], env=self.env, capture_output=True, timeout=60)
+
+
+def start(*node_dirs: tuple[Path, str], env_extra: Optional[dict] = None, port: str = "auto",
+          fresh: bool = True) -> Instance:
+    env = dict(os.environ)
+    env.setdefault("COMFYUI_VENV", str(REPO / ".comfyui-venv"))
+    env["COMFYUI_STATE"] = str(STATE)
+    env.update(env_extra or {})
+    args = [str(TOOL), "start", port, "--timeout", "240"]
+    for d, name in node_dirs:
+        args += ["--custom-nodes", str(d), "--as", name]
+    if fresh:
+        args.append("--fresh")
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    if proc.returncode != 0:
+        raise RuntimeError(f"ComfyUI did not start:\n{proc.stderr[-4000:]}")
+    return Instance(proc.stdout.strip().splitlines()[-1], env)
+
+
+class Client:
+    """A minimal ComfyUI API client for tests (no Origin header, like any server-to-server client)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.client_id = uuid.uuid4().hex
+        self.session: Optional[aiohttp.ClientSession] = None
+        self.ws: Optional[aiohttp.ClientWebSocketResponse] = None
+        self.messages: list[Any] = []
+
+    async def __aenter__(self) -> "Client":
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+        self.ws = await self.session.ws_connect(f"{self.url}/ws?clientId={self.client_id}", heartbeat=20)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self.session is not None:
+            await self.session.close()
+
+    async def get(self, path: str) -> Any:
+        async with self.session.get(self.url + path) as r:  # type: ignore[union-attr]
+            r.raise_for_status()
+            return await r.json()
+
+    async def post(self, path: str, body: Any) -> tuple[int, Any]:
+        async with self.session.post(self.url + path, json=body) as r:  # type: ignore[union-attr]
+            try:
+                return r.status, await r.json()
+            except Exception:
+                return r.status, await r.text()
+
+    async def upload(self, name: str, data: bytes) -> str:
+        form = aiohttp.FormData()
+        form.add_field("image", data, filename=name, content_type="image/png")
+        form.add_field("overwrite", "true")
+        async with self.session.post(self.url + "/upload/image", data=form) as r:  # type: ignore[union-attr]
+            r.raise_for_status()
+            return (await r.json())["name"]
+
+    async def queue(self, prompt: dict) -> str:
+        status, body = await self.post("/prompt", {"prompt": prompt, "client_id": self.client_id})
+        assert status == 200, body
+        return body["prompt_id"]
+
+    async def next_message(self, timeout: float) -> Any:
+        msg = await self.ws.receive(timeout=timeout)  # type: ignore[union-attr]
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            data = json.loads(msg.data)
+        elif msg.type == aiohttp.WSMsgType.BINARY:
+            data = {"type": "binary", "data": msg.data}
+        else:
+            raise ConnectionError(f"websocket closed ({msg.type})")
+        self.messages.append(data)
+        return data
+
+    async def wait_done(self, prompt_id: str, timeout: float = 120) -> dict:
+        """Read the socket until the prompt ends; return its /history entry."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                m = await self.next_message(timeout=min(2.0, deadline - time.monotonic()))
+            except TimeoutError:
+                m = None
+            except Exception:
+                m = None
+            if isinstance(m, dict) and m.get("type") in ("execution_success", "execution_error",
+                                                        "execution_interrupted") \
+                    and m.get("data", {}).get("prompt_id") == prompt_id:
+                break
+            hist = await self.get(f"/history/{prompt_id}")
+            if prompt_id in hist and hist[prompt_id].get("status", {}).get("completed") is not None \
+                    and hist[prompt_id]["status"].get("status_str") in ("success", "error"):
+                return hist[prompt_id]
+        hist = await self.get(f"/history/{prompt_id}")
+        assert prompt_id in hist, f"prompt {prompt_id} did not finish in {timeout} s"
+        return hist[prompt_id]
+
+    async def view(self, image: dict) -> bytes:
+        q = {"filename": image["filename"], "subfolder": image.get("subfolder", ""), "type": image.get("type", "output")}
+        async with self.session.get(self.url + "/view", params=q) as r:  # type: ignore[union-attr]
+            r.raise_for_status()
+            return await r.read()

@@ -1,0 +1,224 @@
+"""End to end in a real local ComfyUI with this pack, against a real second ComfyUI as the remote
+(``comfyui`` profile) and the bundled sandbox. One local and one remote instance for the module."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from . import harness
+
+pytestmark = [pytest.mark.e2e]
+why = harness.available()
+if why:
+    pytest.skip(f"real ComfyUI not available: {why}", allow_module_level=True)
+
+CANARY = "CANARY-e2e-token-51d0c3a9e7"
+WORKFLOWS = harness.REPO / "providers" / "sandbox_workflows"
+ALL_MESSAGES: list = []
+
+
+@pytest.fixture(scope="module")
+def instances(tmp_path_factory):
+    home = tmp_path_factory.mktemp("remote_home")
+    (home / "workflows").mkdir()
+    for wf in WORKFLOWS.glob("*.json"):
+        shutil.copy(wf, home / "workflows" / wf.name)
+    remote = harness.start((harness.REPO / "tests" / "remote_nodes", "sandbox_remote_nodes"))
+    try:
+        local = harness.start((harness.REPO, "comfyui_remote"),
+                              (harness.REPO / "tests" / "local_nodes", "test_local_nodes"),
+                              env_extra={"COMFYUI_REMOTE_HOME": str(home), "COMFYUI_REMOTE_URL": remote.url,
+                                         "COMFYUI_REMOTE_TOKEN": CANARY})
+    except BaseException:
+        remote.stop()
+        raise
+    yield local, remote, home
+    local.stop()
+    remote.stop()
+
+
+def png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def remote_chain(profile: str, workflow: str, first: int, prefix: str, inputs=None, timeout_s: int = 300) -> dict:
+    """Submit → Wait → Fetch → SaveImage with node ids first..first+3."""
+    s, w, f, v = (str(first + i) for i in range(4))
+    submit_inputs = {"profile": profile, "workflow": workflow, "reuse_result": False}
+    if inputs is not None:
+        submit_inputs["inputs"] = inputs
+    return {
+        s: {"class_type": "RemoteSubmit", "inputs": submit_inputs},
+        w: {"class_type": "RemoteWait", "inputs": {"task": [s, 0], "timeout_s": timeout_s,
+                                                   "cancel_on_interrupt": True}},
+        f: {"class_type": "RemoteFetchImage", "inputs": {"result": [w, 0], "select": ""}},
+        v: {"class_type": "SaveImage", "inputs": {"images": [f, 0], "filename_prefix": prefix}},
+    }
+
+
+def slow_inputs(node: int, steps: int, step_seconds: float) -> dict:
+    return {
+        str(node): {"class_type": "RemoteInputInt", "inputs": {"target": "2.steps", "value": steps}},
+        str(node + 1): {"class_type": "RemoteInputFloat", "inputs": {"target": "2.step_seconds",
+                                                                    "value": step_seconds,
+                                                                    "inputs": [str(node), 0]}},
+    }
+
+
+async def run_prompt(local, prompt: dict, timeout: float = 180) -> tuple[dict, float]:
+    async with harness.Client(local.url) as c:
+        t0 = time.monotonic()
+        pid = await c.queue(prompt)
+        hist = await c.wait_done(pid, timeout)
+        ALL_MESSAGES.extend(c.messages)
+        return hist, time.monotonic() - t0
+
+
+def saved(local, hist: dict, node: str) -> np.ndarray:
+    img = hist["outputs"][node]["images"][0]
+    return pixels((local.base / "output" / img.get("subfolder", "") / img["filename"]).read_bytes())
+
+
+async def test_pack_registers_nodes_and_panel(instances):
+    local, _, _ = instances
+    async with harness.Client(local.url) as c:
+        info = await c.get("/object_info")
+        for node in ("RemoteInputText", "RemoteInputInt", "RemoteInputFloat", "RemoteInputImage", "RemoteSubmit",
+                     "RemoteWait", "RemoteFetchImage", "RemoteRun", "RemoteRecover"):
+            assert node in info, node
+        profiles = info["RemoteSubmit"]["input"]["required"]["profile"][0]
+        assert profiles[:6] == ["sandbox", "runninghub", "tensorart", "speedpix", "nextgpu", "comfyui"]
+        exts = await c.get("/extensions")
+        assert any(e.startswith("/extensions/comfyui_remote/") and e.endswith("remote_panel.js") for e in exts)
+    assert "IMPORT FAILED" not in local.log.read_text()
+
+
+async def test_local_remote_local_graph_saves_the_remote_pixels(instances):
+    local, remote, _ = instances
+    rng = np.random.default_rng(3)
+    src = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    async with harness.Client(local.url) as c:
+        name = await c.upload("e2e_src.png", png(src))
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+              "2": {"class_type": "RemoteInputImage", "inputs": {"target": "10.image", "image": ["1", 0]}}}
+    prompt.update(remote_chain("comfyui", "invert.json", 3, "e2e_invert", inputs=["2", 0]))
+    prompt["6"]["inputs"]["images"] = ["7", 0]
+    prompt["7"] = {"class_type": "ImageInvert", "inputs": {"image": ["5", 0]}}
+    hist, _ = await run_prompt(local, prompt)
+    assert hist["status"]["status_str"] == "success", hist["status"]
+    # what the remote produced, read from the remote itself
+    async with harness.Client(remote.url) as rc:
+        rh = await rc.get("/history")
+        latest = max(rh.values(), key=lambda h: h["prompt"][0])
+        out = next(iter(latest["outputs"].values()))["images"][0]
+        remote_px = pixels(await rc.view(out))
+    assert np.array_equal(remote_px, 255 - src)
+    assert np.array_equal(saved(local, hist, "6"), 255 - remote_px)
+
+
+async def test_two_remotes_run_concurrently(instances):
+    local, _, _ = instances
+    a = {**slow_inputs(20, 8, 0.25), **remote_chain("comfyui", "slow.json", 1, "e2e_a", inputs=["21", 0])}
+    b = {**slow_inputs(30, 8, 0.25), **remote_chain("sandbox", "slow.json", 11, "e2e_b", inputs=["31", 0])}
+    _, t_a = await run_prompt(local, a)
+    _, t_b = await run_prompt(local, b)
+    hist, t_ab = await run_prompt(local, {**a, **b})
+    assert hist["status"]["status_str"] == "success", hist["status"]
+    # concurrent: about the slower one, far from the sum
+    assert t_ab < max(t_a, t_b) + 0.5 * min(t_a, t_b), (t_a, t_b, t_ab)
+
+
+async def test_blocking_local_node_does_not_stall_the_remote_watch(instances):
+    local, _, _ = instances
+    prompt = {**slow_inputs(20, 16, 0.25)}
+    prompt["1"] = {"class_type": "RemoteSubmit", "inputs": {"profile": "sandbox", "workflow": "slow.json",
+                                                            "inputs": ["21", 0], "reuse_result": False}}
+    prompt["2"] = {"class_type": "TestBlockingSleep", "inputs": {"value": ["1", 0], "seconds": 3.0}}
+    prompt["3"] = {"class_type": "RemoteWait", "inputs": {"task": ["2", 0]}}
+    prompt["4"] = {"class_type": "RemoteFetchImage", "inputs": {"result": ["3", 0]}}
+    prompt["5"] = {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": "e2e_block"}}
+    async with harness.Client(local.url) as c:
+        pid = await c.queue(prompt)
+        while True:
+            m = await c.next_message(timeout=60)
+            if m.get("type") == "executing" and m["data"].get("node") == "2":
+                break
+        seen = []
+        t_end = time.monotonic() + 2.5
+        while time.monotonic() < t_end:  # the prompt loop is blocked in time.sleep now
+            tasks = (await c.get("/comfyui_remote/tasks?state=active"))["tasks"]
+            seen.extend(t["progress"] for t in tasks if t["progress"] is not None)
+            await asyncio.sleep(0.2)
+        hist = await c.wait_done(pid)
+        ALL_MESSAGES.extend(c.messages)
+    assert hist["status"]["status_str"] == "success"
+    assert len(set(seen)) >= 3, f"remote progress did not move while the local node blocked: {seen}"
+
+
+async def test_interrupt_cancels_the_remote_prompt_and_requeue_submits_again(instances):
+    local, remote, _ = instances
+    prompt = {**slow_inputs(20, 40, 0.25), **remote_chain("comfyui", "slow.json", 1, "e2e_int", inputs=["21", 0])}
+    async with harness.Client(local.url) as c, harness.Client(remote.url) as rc:
+        pid = await c.queue(prompt)
+        running = None
+        for _ in range(200):
+            q = await rc.get("/queue")
+            if q["queue_running"]:
+                running = q["queue_running"][0][1]
+                break
+            await asyncio.sleep(0.1)
+        assert running, "the remote prompt never started"
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        status, _ = await c.post("/interrupt", {})
+        assert status == 200
+        stopped = None
+        while time.monotonic() - t0 < 5:
+            q = await rc.get("/queue")
+            if not any(item[1] == running for item in q["queue_running"] + q["queue_pending"]):
+                stopped = time.monotonic() - t0
+                break
+            await asyncio.sleep(0.05)
+        assert stopped is not None and stopped <= 2.0, f"remote prompt still running {stopped}"
+        hist = await c.wait_done(pid)
+        assert hist["status"]["status_str"] == "error"
+        tasks = (await c.get("/comfyui_remote/tasks?limit=5"))["tasks"]
+        assert tasks[0]["state"] == "cancelled" and tasks[0]["remote_id"] == running
+        # the same graph again: a new remote prompt, never the dead handle from the cache
+        prompt2 = {**prompt, **slow_inputs(20, 4, 0.1)}
+        pid2 = await c.queue(prompt2)
+        hist2 = await c.wait_done(pid2)
+        ALL_MESSAGES.extend(c.messages)
+    assert hist2["status"]["status_str"] == "success", hist2["status"]
+
+
+async def test_canary_token_appears_nowhere(instances):
+    local, remote, home = instances
+    needle = CANARY.encode()
+    for path in (local.base / "output").rglob("*"):
+        if path.is_file():
+            assert needle not in path.read_bytes(), path
+    assert needle not in local.log.read_bytes()
+    for path in home.glob("journal.sqlite3*"):
+        assert needle not in path.read_bytes(), path
+    async with harness.Client(local.url) as c:
+        assert CANARY not in json.dumps(await c.get("/history"))
+        assert CANARY not in json.dumps(await c.get("/comfyui_remote/tasks?limit=200"))
+        assert CANARY not in json.dumps(await c.get("/comfyui_remote/profiles"))
+    assert CANARY not in json.dumps([m for m in ALL_MESSAGES if m.get("type") != "binary"], default=str)
+    assert all(needle not in m["data"] for m in ALL_MESSAGES if m.get("type") == "binary")
+    assert len(ALL_MESSAGES) > 20
