@@ -80,9 +80,9 @@ JSON_FIELDS = ("remote_data", "pending_outputs")
 TEXT_FIELDS = ("message", "error", "workflow", "node")  # scrubbed before they are stored
 OUTPUT_FIELDS = ("kind", "filename", "path", "node", "field", "mime", "width", "height", "size", "sha256", "text")
 
-STATE_FILTERS = {
-    "active": ("submitting", "queued", "running"),
-    "finished": ("succeeded", "cancelled", "abandoned"),
+STATE_FILTERS = {  # the panel groups live events the same way (web/lib/state.js)
+    "active": ("submitting", "queued", "running", "abandoned"),  # abandoned: still followed
+    "finished": ("succeeded", "cancelled"),
     "failed": ("failed",),
 }
 

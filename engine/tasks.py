@@ -45,7 +45,11 @@ DOWNLOAD_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"
 
 def task_json(row: dict, outputs: list[dict]) -> dict:
     """The Task JSON of design §4 (routes, events, panel)."""
-    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else None  # noqa: E731
+    def iso(t: Optional[float]) -> Optional[str]:
+        if not t:
+            return None
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
+
     return {
         "id": row["id"], "remote_id": row.get("remote_id"), "profile": row["profile"],
         "provider": row["provider"], "workflow": row.get("workflow"), "state": row["state"],
@@ -455,7 +459,7 @@ class TaskManager:
         if upd.state in (State.QUEUED, State.RUNNING) and live.row["state"] != State.ABANDONED.value:
             fields["state"] = upd.state.value
             if upd.state is State.RUNNING:
-                fields.setdefault("queue_position", 0)
+                fields.setdefault("queue_position", None)
         if fields:
             await self._save(live, **fields)
 

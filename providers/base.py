@@ -196,7 +196,7 @@ class TaskUpdate:
     """One observation of the remote task. ``None`` fields mean "unchanged / unknown"."""
 
     state: State
-    queue_position: Optional[int] = None
+    queue_position: Optional[int] = None  # 1 = next to run; None once running
     queue_length: Optional[int] = None
     progress: Optional[float] = None  # 0..1
     node: Optional[str] = None  # current remote node label ("KSampler #3")

@@ -1,0 +1,61 @@
+// ComfyUI Remote — entry module of the "Remote" sidebar tab (design.md §4 panel hooks).
+// ComfyUI imports every .js under web/ at page load; this is the only one with side effects.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { mountPanel } from "./ui/panel.js";
+
+const CSS_ID = "comfyui-remote-panel-css";
+
+// Kept across renders: ComfyUI calls render() with a new element every time the tab is shown
+// (without destroy() when switching tabs), so the previous instance is torn down first.
+let teardown = null;
+const memory = { state: null, profilesOpen: false };
+
+function loadCss() {
+  if (document.getElementById(CSS_ID)) return;
+  const link = document.createElement("link");
+  link.setAttribute("id", CSS_ID);
+  link.setAttribute("rel", "stylesheet");
+  link.setAttribute("href", new URL("./remote_panel.css", import.meta.url).href);
+  document.head.appendChild(link);
+}
+
+function stop() {
+  if (teardown) {
+    const fn = teardown;
+    teardown = null;
+    fn();
+  }
+}
+
+function notify(severity, summary, detail) {
+  const toast = app.extensionManager && app.extensionManager.toast;
+  if (toast && typeof toast.add === "function") toast.add({ severity, summary, detail, life: 5000 });
+}
+
+app.registerExtension({
+  name: "comfyui_remote.panel",
+  setup() {
+    const manager = app.extensionManager;
+    if (!manager || typeof manager.registerSidebarTab !== "function") {
+      console.warn("[comfyui_remote] this ComfyUI frontend has no sidebar tabs; the Remote panel is not shown");
+      return;
+    }
+    loadCss();
+    manager.registerSidebarTab({
+      id: "comfyui-remote",
+      icon: "pi pi-cloud",
+      title: "Remote",
+      tooltip: "Remote tasks",
+      type: "custom",
+      render(el) {
+        stop();
+        teardown = mountPanel(el, { api, doc: document, win: window, memory, notify });
+      },
+      destroy() {
+        stop();
+      },
+    });
+  },
+});

@@ -1,0 +1,245 @@
+// One task row of the Remote panel. Built once per task and updated in place, so live events
+// (up to 5/s per task) neither rebuild buttons under the pointer nor reload thumbnails.
+// Panel hooks (design.md §4): data-task-id, data-remote-id, data-provider, data-state,
+// data-reused, data-progress; img[data-role=thumbnail]; [data-role=error]; data-action buttons.
+
+import { el, setAttr, setText } from "./dom.js";
+import {
+  formatSource, formatWorkflow, formatQueue, formatStep, formatElapsed, formatEta, formatCost,
+  formatProgress, progressAttr, clampProgress, formatTimestamp, truncate,
+} from "../lib/format.js";
+import { showCancel, cancelEnabled, showRecover, isActive } from "../lib/state.js";
+import { safeHttpUrl } from "../lib/client.js";
+
+const MAX_THUMBS = 12;
+const IMAGE_FILE = /\.(png|jpe?g|webp|gif|bmp|avif)$/i;
+
+const STATE_LABEL = {
+  submitting: "submitting",
+  queued: "queued",
+  running: "running",
+  succeeded: "succeeded",
+  failed: "failed",
+  cancelled: "cancelled",
+  abandoned: "abandoned",
+  unknown: "unknown",
+};
+
+const CANCEL_DISABLED_TIP = "This provider cannot cancel this task; it may still run and bill";
+
+function isImageOutput(o) {
+  if (o.kind) return o.kind === "image";
+  return Boolean(o.filename && IMAGE_FILE.test(o.filename));
+}
+
+/**
+ * ctx: {doc, outputUrl(taskId, n, thumb) → string, onAction(action, task, button), isBusy(taskId, action) → bool}
+ * Returns {el, update(task), tick(nowMs)}.
+ */
+export function createTaskRow(ctx, task) {
+  const { doc } = ctx;
+  const source = el(doc, "span", { class: "crp-source" });
+  const stateBadge = el(doc, "span", { class: "crp-badge crp-state", attrs: { "data-role": "state" } });
+  const reusedBadge = el(doc, "span", {
+    class: "crp-badge crp-reused",
+    text: "reused",
+    title: "Result of an earlier identical run, returned at no cost",
+    attrs: { "data-role": "reused" },
+  });
+  const head = el(doc, "div", { class: "crp-task-head" }, [
+    source,
+    el(doc, "span", { class: "crp-badges" }, [reusedBadge, stateBadge]),
+  ]);
+  const workflow = el(doc, "div", { class: "crp-workflow", attrs: { "data-role": "workflow" } });
+  const parts = {};
+  const meta = el(doc, "div", { class: "crp-meta" });
+  for (const name of ["queue", "step", "elapsed", "eta", "cost"]) {
+    parts[name] = el(doc, "span", { class: `crp-meta-${name}`, attrs: { "data-role": name } });
+    meta.appendChild(parts[name]);
+  }
+  const fill = el(doc, "div", { class: "crp-progress-fill" });
+  const bar = el(doc, "div", {
+    class: "crp-progress",
+    attrs: { role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" },
+  }, [fill]);
+  const message = el(doc, "div", { class: "crp-message", attrs: { "data-role": "message" } });
+  const errorSlot = el(doc, "div", { class: "crp-error-slot" });
+  const thumbs = el(doc, "div", { class: "crp-thumbs" });
+  const actions = el(doc, "div", { class: "crp-actions" });
+  const row = el(doc, "div", { class: "crp-task", attrs: { role: "listitem" } }, [
+    head, workflow, meta, bar, message, errorSlot, thumbs, actions,
+  ]);
+
+  let current = null;
+  let lastBusy = "";
+  let sig = "";
+  let outputsSig = null;
+  let actionsSig = null;
+
+  function renderError(t) {
+    const text = t.error ? truncate(t.error, 1000) : "";
+    const existing = errorSlot.firstChild;
+    if (!text) {
+      if (existing) errorSlot.removeChild(existing);
+      return;
+    }
+    if (existing) {
+      if (existing.textContent !== text) existing.textContent = text;
+    } else {
+      errorSlot.appendChild(el(doc, "div", { class: "crp-error", text, attrs: { "data-role": "error", role: "alert" } }));
+    }
+  }
+
+  function renderThumbs(t) {
+    const outs = Array.isArray(t.outputs) ? t.outputs : [];
+    const key = JSON.stringify([t.id, outs]);
+    if (key === outputsSig) return;
+    outputsSig = key;
+    const nodes = [];
+    const images = outs.filter(isImageOutput);
+    for (const o of images.slice(0, MAX_THUMBS)) {
+      const name = o.filename || `output ${o.n}`;
+      const size = o.width && o.height ? ` (${o.width}×${o.height})` : "";
+      const img = el(doc, "img", {
+        attrs: {
+          "data-role": "thumbnail",
+          "data-output": String(o.n),
+          src: ctx.outputUrl(t.id, o.n, 256),
+          alt: truncate(name, 120),
+          loading: "lazy",
+          decoding: "async",
+        },
+      });
+      nodes.push(el(doc, "a", {
+        class: "crp-thumb",
+        title: truncate(name, 200) + size + " — open full size",
+        attrs: { href: ctx.outputUrl(t.id, o.n, 0), target: "_blank", rel: "noopener noreferrer" },
+      }, [img]));
+    }
+    if (images.length > MAX_THUMBS) {
+      nodes.push(el(doc, "span", { class: "crp-more", text: `+${images.length - MAX_THUMBS} more` }));
+    }
+    for (const o of outs.filter((x) => !isImageOutput(x))) {
+      nodes.push(el(doc, "a", {
+        class: "crp-file",
+        text: truncate(o.filename || `${o.kind || "output"} ${o.n}`, 60),
+        title: o.kind ? `${o.kind} output` : "output",
+        attrs: { "data-role": "output-link", href: ctx.outputUrl(t.id, o.n, 0), target: "_blank", rel: "noopener noreferrer" },
+      }));
+    }
+    thumbs.replaceChildren(...nodes);
+    setAttr(thumbs, "hidden", nodes.length === 0);
+  }
+
+  function button(action, label, title, disabled) {
+    const b = el(doc, "button", {
+      class: "crp-btn",
+      text: label,
+      title,
+      attrs: { type: "button", "data-action": action, disabled },
+    });
+    b.addEventListener("click", () => {
+      if (!b.disabled && current) ctx.onAction(action, current, b);
+    });
+    return b;
+  }
+
+  function renderActions(t) {
+    const busyCancel = ctx.isBusy(t.id, "cancel");
+    const busyRecover = ctx.isBusy(t.id, "recover");
+    const consoleUrl = safeHttpUrl(t.console_url);
+    const key = JSON.stringify([
+      t.state, t.can_cancel, showRecover(t), t.remote_id, consoleUrl, busyCancel, busyRecover,
+    ]);
+    if (key === actionsSig) return;
+    actionsSig = key;
+    const nodes = [];
+    if (showCancel(t)) {
+      const enabled = cancelEnabled(t);
+      nodes.push(button("cancel", busyCancel ? "Cancelling…" : "Cancel",
+        enabled ? "Cancel the remote task" : CANCEL_DISABLED_TIP, !enabled || busyCancel));
+    }
+    if (showRecover(t)) {
+      nodes.push(button("recover", busyRecover ? "Recovering…" : "Recover",
+        "Look the task up on the provider again and fetch its results", busyRecover));
+    }
+    if (t.remote_id) {
+      nodes.push(button("copy-id", "Copy id", `Copy the remote id ${truncate(t.remote_id, 100)}`, false));
+    }
+    if (consoleUrl) {
+      nodes.push(el(doc, "a", {
+        class: "crp-btn crp-link",
+        text: "Open ↗",
+        title: "Open in the provider's console",
+        attrs: { "data-action": "open", href: consoleUrl, target: "_blank", rel: "noopener noreferrer" },
+      }));
+    }
+    actions.replaceChildren(...nodes);
+    setAttr(actions, "hidden", nodes.length === 0);
+  }
+
+  function tick(nowMs = Date.now()) {
+    if (!current) return;
+    const elapsed = formatElapsed(current, nowMs);
+    setText(parts.elapsed, elapsed ? `⏱ ${elapsed}` : "");
+    setText(parts.eta, formatEta(current, nowMs));
+  }
+
+  function update(t, nowMs = Date.now()) {
+    const busyKey = (ctx.isBusy(t.id, "cancel") ? "c" : "") + (ctx.isBusy(t.id, "recover") ? "r" : "");
+    // The reducer keeps unchanged tasks as the same object: skip the signature work for them.
+    if (t === current && busyKey === lastBusy) {
+      tick(nowMs);
+      return;
+    }
+    current = t;
+    lastBusy = busyKey;
+    const nextSig = JSON.stringify(t) + busyKey;
+    if (nextSig === sig) {
+      tick(nowMs);
+      return;
+    }
+    sig = nextSig;
+    setAttr(row, "class", `crp-task crp-task-${t.state}`);
+    setAttr(row, "data-task-id", t.id);
+    setAttr(row, "data-remote-id", t.remote_id || "");
+    setAttr(row, "data-provider", t.provider || "");
+    setAttr(row, "data-state", t.state);
+    setAttr(row, "data-reused", t.reused ? "true" : "false");
+    setAttr(row, "data-progress", progressAttr(t.state === "succeeded" && t.progress === null ? 1 : t.progress));
+
+    source.textContent = formatSource(t.provider, t.profile);
+    setAttr(source, "title", [
+      t.remote_id ? `Remote id: ${truncate(t.remote_id, 200)}` : "Not yet accepted by the provider",
+      t.created_at ? `Created: ${formatTimestamp(t.created_at)}` : "",
+    ].filter(Boolean).join("\n"));
+    stateBadge.textContent = STATE_LABEL[t.state] || "unknown";
+    setAttr(stateBadge, "class", `crp-badge crp-state crp-state-${t.state}`);
+    setAttr(reusedBadge, "hidden", !t.reused);
+
+    setText(workflow, formatWorkflow(t.workflow));
+    setAttr(workflow, "title", t.workflow ? truncate(t.workflow, 500) : null);
+
+    setText(parts.queue, t.state === "queued" || t.state === "submitting" ? formatQueue(t.queue_position, t.queue_length) : "");
+    setText(parts.step, isActive(t) ? formatStep(t.node, t.step, t.max_steps) : "");
+    setText(parts.cost, formatCost(t.cost));
+
+    const p = clampProgress(t.progress);
+    const shown = t.state === "succeeded" ? 1 : p;
+    fill.style.width = `${Math.round((shown ?? 0) * 1000) / 10}%`;
+    setAttr(bar, "aria-valuenow", shown === null ? null : String(Math.round(shown * 100)));
+    setAttr(bar, "title", formatProgress(shown));
+    setAttr(bar, "data-indeterminate", t.state === "running" && p === null ? "true" : null);
+    setAttr(bar, "hidden", !isActive(t) && t.state !== "succeeded" && p === null);
+
+    const msg = t.message && t.message !== t.error ? truncate(t.message, 300) : "";
+    setText(message, msg);
+    renderError(t);
+    renderThumbs(t);
+    renderActions(t);
+    tick(nowMs);
+  }
+
+  update(task);
+  return { el: row, update, tick, get task() { return current; } };
+}
