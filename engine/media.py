@@ -26,7 +26,8 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def from_uint8(values: np.ndarray) -> np.ndarray:
-    return values.astype(np.float32) / np.float32(255.0)
+    """uint8 → float32 ``v/255`` in one pass (IEEE division: identical to astype-then-divide)."""
+    return np.divide(values, np.float32(255.0), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def decode_image(data: bytes, *, name: str = "") -> DecodedImage:
     except Exception as e:  # Pillow raises many types for corrupt input
         raise RejectedInput(f"result {name or 'file'} is not a readable image ({e.__class__.__name__})",
                             field="result") from None
-    pil = ImageOps.exif_transpose(pil) or pil
+    if pil.getexif().get(0x0112, 1) != 1:  # EXIF orientation; transposing copies, so only when needed
+        pil = ImageOps.exif_transpose(pil) or pil
     has_alpha = pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info)
     if pil.mode == "I;16" or pil.mode == "I":
         arr16 = np.asarray(pil, dtype=np.float64)
@@ -104,7 +106,7 @@ def decode_image(data: bytes, *, name: str = "") -> DecodedImage:
         rgba = np.asarray(pil.convert("RGBA"))
         rgb, alpha = rgba[..., :3], rgba[..., 3]
     else:
-        rgb, alpha = np.asarray(pil.convert("RGB")), None
+        rgb, alpha = np.asarray(pil if pil.mode == "RGB" else pil.convert("RGB")), None
     h, w = rgb.shape[:2]
     mask = (1.0 - from_uint8(alpha)).astype(np.float32) if alpha is not None else np.zeros((h, w), np.float32)
     return DecodedImage(from_uint8(rgb), mask, w, h)
