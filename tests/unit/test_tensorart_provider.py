@@ -1,0 +1,580 @@
+"""The tensorart provider against the faithful TAMS fake, through its public methods only."""
+from __future__ import annotations
+
+import json
+import uuid
+from functools import lru_cache
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+from comfyui_remote.engine.profiles import Profiles
+from comfyui_remote.engine.transfer import Http, RetryPolicy
+from comfyui_remote.providers.base import (AmbiguousSubmit, AuthError, ConfigError, ContentRejected, NotFound,
+                                           NotSupported, Override, ProtocolError, QuotaError, RejectedInput,
+                                           RemoteFailure, State, SubmitSpec, TransientError)
+from comfyui_remote.providers.tensorart import TensorArtProvider, progress_fraction
+from comfyui_remote.tests.fakes.tensorart import DEFAULT_API_KEY, FakeTensorArt
+from comfyui_remote.tests.fakes.tensorart_graph import text_color
+from comfyui_remote.tests.fakes.toolkit import png_bytes
+
+SOLID, MULTI, SLOW, ANIME = "700000000000000001", "700000000000000002", "700000000000000003", "676018193025756628"
+CANARY = "ta-canary-" + uuid.uuid4().hex
+GRAPH = {
+    "6": {"class_type": "TensorArt_PromptText", "inputs": {"text": "graph"}, "_meta": {"title": "Prompt"}},
+    "7": {"class_type": "SolidFromText", "inputs": {"text": ["6", 0], "width": 10, "height": 6}},
+    "3": {"class_type": "KSampler", "inputs": {"image": ["7", 0], "steps": 5, "seed": 1}},
+    "9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "ComfyUI"}},
+}
+
+
+@lru_cache(maxsize=None)
+def keypair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return priv, pub
+
+
+@pytest.fixture
+async def fake():
+    f = FakeTensorArt()
+    f.created_s, f.queue_s, f.run_s, f.step_s = 0.02, 0.08, 0.1, 0.005  # fast; tests that watch phases slow it
+    await f.start()
+    yield f
+    await f.stop()
+
+
+@pytest.fixture
+async def make(tmp_path):
+    made = []
+
+    async def _make(fake, *, key=DEFAULT_API_KEY, qps=0, **extra):
+        lines = ["[profiles.ta]", 'provider = "tensorart"', f'url = "{fake.url}"' if fake else "",
+                 "poll_interval_s = 0.02", f"qps = {qps}"]
+        if key is not None:
+            lines.append(f'api_key = "{key}"')
+        for k, v in extra.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        (tmp_path / "profiles.toml").write_text("\n".join(lines) + "\n")
+        profile = Profiles(tmp_path).get("ta")
+        http = Http(provider="tensorart", profile="ta", policy=RetryPolicy(attempts=4, base_s=0.01, cap_s=0.05))
+        made.append(http)
+        return TensorArtProvider(profile, http)
+
+    yield _make
+    for http in made:
+        await http.close()
+
+
+async def run(p, spec, key=None):
+    pre = await p.validate(spec)
+    ref = await p.submit(spec, key or p.new_submission_key())
+    updates = [u async for u in p.watch(ref)]
+    return pre, ref, updates
+
+
+async def pixels(http, url, tmp_path):
+    d = await http.download(url, tmp_path / (uuid.uuid4().hex + ".png"))
+    with Image.open(d.path) as img:
+        return img.size, img.convert("RGBA").getpixel((0, 0)), d.path.read_bytes()
+
+
+# ---------------------------------------------------------------------------- happy paths
+
+async def test_template_success_with_queue_progress_and_cost(fake, make, tmp_path):
+    fake.queue_s, fake.run_s = 0.3, 0.3
+    p = await make(fake)
+    spec = SubmitSpec(SOLID, (Override("6.text", "text", "a red fox"), Override("7.width", "int", 20)))
+    pre, ref, ups = await run(p, spec)
+    assert (pre.cost_estimate, pre.cost_unit) == (1.5, "credits")
+    assert "solid" in pre.workflow_label
+    states = [u.state for u in ups]
+    assert states[-1] is State.SUCCEEDED and State.QUEUED in states and State.RUNNING in states
+    queued = [u for u in ups if u.queue_position is not None]
+    assert queued and queued[0].queue_length == 6 and queued[0].queue_position >= queued[-1].queue_position >= 1
+    prog = [u.progress for u in ups if u.state is State.RUNNING and u.progress is not None]
+    assert prog == sorted(prog) and all(0 <= x <= 1 for x in prog) and len(prog) >= 2
+    assert ups[-1].cost == 1.5 and ups[-1].raw_state == "SUCCESS"
+    body = (await fake.seen("template_job"))[0].json()
+    assert body["requestId"] == ref.data["request_id"] and ref.remote_id in fake.jobs
+    attrs = {(a["nodeId"], a["fieldName"]): a["fieldValue"] for a in body["fields"]["fieldAttrs"]}
+    assert attrs == {("6", "text"): "a red fox", ("7", "width"): "20", ("7", "height"): "16"}
+    [out] = ups[-1].outputs
+    assert out.kind == "image" and out.node == "9" and out.mime == "image/png" and out.filename.endswith(".png")
+    size, px, _ = await pixels(p.http, out.url, tmp_path)
+    assert size == (20, 16) and px[:3] == text_color("a red fox")
+    assert [o.node for o in await p.outputs(ref)] == ["9"]
+    assert fake.created == 1
+
+
+async def test_graph_workflow_sends_class_type_as_classType(fake, make, tmp_path):
+    fake.run_s = 0.3
+    p = await make(fake)
+    spec = SubmitSpec(json.dumps(GRAPH), (Override("6.text", "text", "graph text"), Override("3.steps", "int", 7)))
+    pre, ref, ups = await run(p, spec)
+    assert pre.cost_estimate == pytest.approx(0.57) and pre.cost_unit == "credits"
+    for route in ("params_check", "workflow"):
+        params = (await fake.seen(route))[0].json()["params"]
+        assert params["3"] == {"classType": "KSampler", "inputs": {"image": ["7", 0], "steps": 7, "seed": 1}}
+        assert all("class_type" not in n and "_meta" not in n for n in params.values())
+    labels = {u.node for u in ups if u.node}
+    assert labels and labels <= {f"{n['class_type']} #{i}" for i, n in GRAPH.items()}
+    [out] = ups[-1].outputs
+    size, px, _ = await pixels(p.http, out.url, tmp_path)
+    assert out.node == "9" and size == (10, 6) and px[:3] == text_color("graph text")
+
+
+async def test_multi_outputs(fake, make, tmp_path):
+    p = await make(fake)
+    _, _, ups = await run(p, SubmitSpec(MULTI, (Override("6.text", "text", "duo"),)))
+    outs = ups[-1].outputs
+    assert [o.node for o in outs] == ["9", "10"] and len({o.url for o in outs}) == 2
+    c = text_color("duo")
+    got = [(await pixels(p.http, o.url, tmp_path))[:2] for o in outs]
+    assert got == [((12, 12), (*c, 255)), ((12, 12), (*(255 - x for x in c), 255))]
+
+
+async def test_upload_round_trip_is_byte_exact(fake, make, tmp_path):
+    p = await make(fake)
+    src = png_bytes((10, 200, 30), (7, 5), alpha=128)
+    rid = await p.upload(src, "image/png", "abc.png")
+    create = (await fake.seen("upload"))[0]
+    put = (await fake.seen("put"))[0]
+    returned = fake.resources[rid]["headers"]
+    assert all(put.headers.get(k) == v for k, v in returned.items()) and "Authorization" not in put.headers
+    assert create.json() == {"expireSec": "86400"} and put.body == src
+    _, _, ups = await run(p, SubmitSpec(ANIME, (Override("25.image", "image", rid), Override("27.text", "text", "x"))))
+    [out] = ups[-1].outputs
+    *_, data = await pixels(p.http, out.url, tmp_path)
+    assert data == src
+
+
+async def test_validate_with_pending_image_then_upload_and_submit(fake, make, tmp_path):
+    p = await make(fake)
+    src = png_bytes((99, 1, 2), (3, 3))
+    pending = SubmitSpec(ANIME, (Override("25.image", "image", src, sha256="0" * 64),))
+    pre = await p.validate(pending)
+    assert pre.cost_estimate is None and "upload" in pre.message and fake.count("template_check") == 0
+    graph = {"1": {"class_type": "TensorArt_LoadImage", "inputs": {"image": "example.png"}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
+    spec = SubmitSpec(json.dumps(graph), (Override("1.image", "image", src, sha256="0" * 64),))
+    pre = await p.validate(spec)  # the exported file name is no TAMS resource: no remote check yet
+    assert pre.cost_estimate is None and fake.count("params_check") == 0
+    with pytest.raises(RejectedInput):
+        await p.validate(SubmitSpec(json.dumps(graph), (Override("3.image", "image", src),)))
+    rid = await p.upload(src, "image/png", "x.png")
+    ref = await p.submit(SubmitSpec(spec.workflow, (spec.overrides[0].with_value(rid),)), p.new_submission_key())
+    ups = [u async for u in p.watch(ref)]
+    assert (await pixels(p.http, ups[-1].outputs[0].url, tmp_path))[2] == src
+    assert ref.data["classes"] == {"1": "TensorArt_LoadImage", "2": "SaveImage"}
+
+
+async def test_idempotent_submit_and_find(fake, make):
+    p = await make(fake)
+    key = p.new_submission_key()
+    assert str(uuid.UUID(key, version=4)) == key
+    spec = SubmitSpec(SOLID)
+    a = await p.submit(spec, key)
+    b = await p.submit(spec, key)
+    c = await p.find(key, spec)
+    assert a.remote_id == b.remote_id == c.remote_id and fake.created == 1
+    assert (await p.check()).endswith("authenticated with API key")
+    assert json.dumps(a.data) and a.console_url is None
+
+
+# ---------------------------------------------------------------------------- cancel
+
+async def test_cancel_mid_run(fake, make):
+    p = await make(fake)
+    ref = await p.submit(SubmitSpec(SLOW), p.new_submission_key())
+    updates = []
+    async for u in p.watch(ref):
+        updates.append(u)
+        if u.state is State.RUNNING and len([x for x in updates if x.state is State.RUNNING]) == 1:
+            await p.cancel(ref)
+    assert updates[-1].state is State.CANCELLED and updates[-1].raw_state == "CANCELED"
+    assert (await fake.seen("cancel"))[0].method == "DELETE"
+    assert fake.jobs[ref.remote_id].cancelled_at is not None and updates[-1].cost is None
+    await p.cancel(ref)  # already finished: a no-op, not an error
+
+
+async def test_cancel_unknown_job_is_not_found(fake, make):
+    p = await make(fake)
+    from comfyui_remote.providers.base import RemoteRef
+    with pytest.raises(NotFound):
+        await p.cancel(RemoteRef("12345"))
+
+
+# ---------------------------------------------------------------------------- auth and config
+
+async def test_wrong_key_is_auth_error_without_the_key(fake, make):
+    p = await make(fake, key=CANARY)
+    for call in (p.check(), p.validate(SubmitSpec(SOLID)), p.submit(SubmitSpec(SOLID), p.new_submission_key())):
+        with pytest.raises(AuthError) as e:
+            await call
+        text = str(e.value)
+        assert "tensorart/ta" in text and "401" in text and CANARY not in text and "API key" in text
+    assert fake.created == 0 and fake.auth_failures == 3
+
+
+async def test_rsa_signed_mode_end_to_end(fake, make, tmp_path):
+    priv, pub = keypair()
+    fake.add_app("app-42", pub)
+    (tmp_path / "key.pem").write_text(priv)
+    p = await make(fake, key=None, app_id="app-42", private_key_file=str(tmp_path / "key.pem"))
+    assert "RSA signature" in await p.check()
+    fake.faults.add("get_job", "status", status=503, times=2)  # retries must be re-signed (replays are 401)
+    rid = await p.upload(png_bytes((1, 2, 3)), "image/png", "a.png")
+    _, ref, ups = await run(p, SubmitSpec(ANIME, (Override("25.image", "image", rid),)))
+    assert ups[-1].state is State.SUCCEEDED and fake.auth_failures == 0
+    auth = [s.headers["Authorization"] for s in fake.log if s.path.startswith("/v1/")]
+    assert all(a.startswith("TAMS-SHA256-RSA app_id=app-42,nonce_str=") for a in auth)
+    assert len(set(auth)) == len(auth)
+    for s in fake.log:
+        assert priv.splitlines()[1] not in json.dumps(s.headers)
+    assert priv.splitlines()[1] not in json.dumps(ref.data)
+
+
+async def test_rsa_wrong_key_is_refused(fake, make, tmp_path):
+    _, pub = keypair()
+    fake.add_app("app-42", pub)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    (tmp_path / "other.pem").write_bytes(other)
+    p = await make(fake, key=None, app_id="app-42", private_key_file=str(tmp_path / "other.pem"))
+    with pytest.raises(AuthError) as e:
+        await p.check()
+    assert "public key" in str(e.value) and other.decode().splitlines()[1] not in str(e.value)
+
+
+async def test_bad_private_key_file_is_config_error(fake, make, tmp_path):
+    (tmp_path / "bad.pem").write_text("-----BEGIN PRIVATE KEY-----\n" + CANARY + "\n-----END PRIVATE KEY-----\n")
+    p = await make(fake, key=None, app_id="app-1", private_key_file=str(tmp_path / "bad.pem"))
+    with pytest.raises(ConfigError) as e:
+        await p.check()
+    assert "private_key" in str(e.value) and CANARY not in str(e.value) and fake.count("get_job") == 0
+
+
+async def test_missing_url_and_credentials_name_the_variables(tmp_path):
+    profiles = Profiles(tmp_path, env={"TENSORART_API_KEY": CANARY})
+    http = Http(provider="tensorart", profile="tensorart")
+    p = TensorArtProvider(profiles.get("tensorart"), http)
+    with pytest.raises(ConfigError) as e:
+        await p.check()
+    assert "TENSORART_BASE_URL" in str(e.value) and e.value.field == "url"
+    p = TensorArtProvider(Profiles(tmp_path / "x", env={"TENSORART_BASE_URL": "http://127.0.0.1:9"}).get("tensorart"), http)
+    with pytest.raises(ConfigError) as e:
+        await p.validate(SubmitSpec(SOLID))
+    assert "TENSORART_API_KEY" in str(e.value) and "TENSORART_PRIVATE_KEY_FILE" in str(e.value)
+    await http.close()
+
+
+# ---------------------------------------------------------------------------- bad input
+
+async def test_bad_targets_are_named_before_paying(fake, make):
+    p = await make(fake)
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(SOLID, (Override("99.text", "text", "x"),)))
+    assert e.value.field == "target" and "99.text" in str(e.value) and "6.text" in e.value.hint
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(json.dumps(GRAPH), (Override("42.text", "text", "x"),)))
+    assert "42" in str(e.value) and e.value.field == "target"
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(json.dumps(GRAPH), (Override("6.nope", "text", "x"),)))
+    assert "nope" in str(e.value)
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(SOLID, (Override("text", "text", "x"),)))
+    assert e.value.field == "target"
+    for wf in ("not a workflow", json.dumps({"nodes": [], "links": []})):
+        with pytest.raises(RejectedInput) as e:
+            await p.validate(SubmitSpec(wf))
+        assert e.value.field == "workflow"
+    assert fake.created == 0 and fake.count("template_check") == fake.count("params_check") == 0
+
+
+async def test_documented_required_image_error(fake, make):
+    """Template 676018193025756628 without 25.image: the documented code 3 ArgumentError."""
+    p = await make(fake)
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(ANIME))
+    v = e.value
+    assert (v.field, v.remote_node, v.node_class, v.code) == ("25.image", "25", "LoadImage", 3)
+    assert "字段必填" in str(v)
+
+
+async def test_unknown_template_is_not_found(fake, make):
+    p = await make(fake)
+    with pytest.raises(NotFound):
+        await p.validate(SubmitSpec("123"))
+
+
+# ---------------------------------------------------------------------------- error code mapping
+
+def status(code, message="", details=None, http=None):
+    from comfyui_remote.tests.fakes.tensorart import GRPC_HTTP
+    return dict(kind="status", status=http or GRPC_HTTP[code], times=-1,
+                body={"code": code, "message": message, "details": details or []})
+
+
+@pytest.mark.parametrize("fault,cls,check", [
+    (status(16, "Unauthorized"), AuthError, lambda e: e.code == 16),
+    (status(7, "permission denied"), AuthError, lambda e: "permission" in str(e)),
+    (status(5, "template not found"), NotFound, lambda e: "not found" in str(e)),
+    (status(3, "Params Valid", [{"@type": "type.googleapis.com/tams_api.ArgumentError", "field": "workflow",
+                                 "message": "node id: 7\nclass type: SolidFromText\nwidth: 应为整数\n"}]),
+     RejectedInput, lambda e: (e.field, e.remote_node, e.node_class) == ("7.width", "7", "SolidFromText")),
+    (status(2, "can't find [nodeId:fieldName] 25:image in fields parameter"), RejectedInput,
+     lambda e: e.field == "25.image"),
+    (status(9, "insufficient credits", [{"@type": "x", "message": "credit not enough"}]), QuotaError, lambda e: True),
+    (status(8, "rate limit exceeded"), TransientError, lambda e: "after 4 attempts" in str(e)),
+    (status(13, "internal"), TransientError, lambda e: True),
+    (status(14, "unavailable"), TransientError, lambda e: True),
+    (status(4, "deadline"), TransientError, lambda e: True),
+    (status(12, "unimplemented"), NotSupported, lambda e: True),
+    (status(9, "wrong state"), RejectedInput, lambda e: e.code == 9),
+    (dict(kind="status", status=418, times=-1, body="teapot"), ProtocolError, lambda e: "418" in str(e)),
+    (dict(kind="malformed", times=-1), ProtocolError, lambda e: "malformed" in str(e)),
+])
+async def test_error_codes_map_to_errors(fake, make, fault, cls, check):
+    p = await make(fake)
+    fake.faults.add("template_check", **fault)
+    with pytest.raises(cls) as e:
+        await p.validate(SubmitSpec(SOLID))
+    assert type(e.value) is cls and check(e.value) and "tensorart/ta" in str(e.value)
+
+
+async def test_already_exists_on_create_is_ambiguous_and_find_says_so(fake, make):
+    p = await make(fake)
+    fake.faults.add("template_job", **status(6, "request id exists"))
+    key = p.new_submission_key()
+    with pytest.raises(AmbiguousSubmit):
+        await p.submit(SubmitSpec(SOLID), key)
+    with pytest.raises(NotSupported):
+        await p.find(key, SubmitSpec(SOLID))
+
+
+@pytest.mark.parametrize("kind,cls,attrs", [
+    ("node", RemoteFailure, {"remote_node": "7", "node_class": "SolidFromText", "code": "FATAL_ERROR"}),
+    ("fatal", RemoteFailure, {"code": "FATAL_ERROR", "remote_node": ""}),
+    ("content", ContentRejected, {"field": "workflow"}),
+    ("transitory", TransientError, {"code": "TRANSITORY_ERROR", "retryable": True}),
+])
+async def test_job_failures_map_to_errors(fake, make, kind, cls, attrs):
+    p = await make(fake)
+    fake.fail_next(kind, node="7" if kind == "node" else None)
+    _, _, ups = await run(p, SubmitSpec(json.dumps(GRAPH)))
+    last = ups[-1]
+    assert last.state is State.FAILED and last.raw_state == "FAILED" and type(last.error) is cls
+    assert all(getattr(last.error, k) == v for k, v in attrs.items()) and last.cost is None
+    assert last.message and "tensorart/ta" in str(last.error)
+
+
+async def test_insufficient_credits_at_submit_is_quota(fake, make):
+    p = await make(fake)
+    fake.fail_next("credits")
+    with pytest.raises(QuotaError) as e:
+        await p.submit(SubmitSpec(SOLID), p.new_submission_key())
+    assert "credits" in str(e.value) and fake.created == 0
+
+
+async def test_watch_of_unknown_job_ends_failed(fake, make):
+    from comfyui_remote.providers.base import RemoteRef
+    p = await make(fake)
+    ups = [u async for u in p.watch(RemoteRef("999"))]
+    assert len(ups) == 1 and ups[0].state is State.FAILED and isinstance(ups[0].error, NotFound)
+
+
+# ---------------------------------------------------------------------------- faults: nothing lost, nothing paid twice
+
+@pytest.mark.parametrize("route", ["template_job", "template_check", "get_job", "upload", "put", "get_template"])
+@pytest.mark.parametrize("fault", [dict(kind="status", status=503, times=2),
+                                   dict(kind="status", status=429, retry_after=0, times=1),
+                                   dict(kind="drop", times=1), dict(kind="slow", delay=0.2, times=1)])
+async def test_transient_faults_are_absorbed(fake, make, route, fault, tmp_path):
+    p = await make(fake)
+    fake.faults.add(route, **fault)
+    rid = await p.upload(png_bytes((4, 5, 6)), "image/png", "a.png")
+    _, ref, ups = await run(p, SubmitSpec(ANIME, (Override("25.image", "image", rid),)))
+    assert ups[-1].state is State.SUCCEEDED and fake.created == 1
+    assert fake.faults.pending(route) == 0
+
+
+async def test_dropped_create_answer_does_not_pay_twice(fake, make):
+    p = await make(fake)
+    fake.faults.add("template_job", "drop_after")
+    key = p.new_submission_key()
+    ref = await p.submit(SubmitSpec(SOLID), key)  # resent with the same requestId → the same job
+    assert fake.created == 1 and fake.count("template_job") == 2
+    assert (await p.find(key, SubmitSpec(SOLID))).remote_id == ref.remote_id and fake.created == 1
+
+
+async def test_malformed_poll_raises_protocol_error_and_fresh_watch_recovers(fake, make):
+    p = await make(fake)
+    ref = await p.submit(SubmitSpec(SOLID), p.new_submission_key())
+    fake.faults.add("get_job", "malformed")
+    with pytest.raises(ProtocolError):
+        [u async for u in p.watch(ref)]
+    ups = [u async for u in p.watch(ref)]
+    assert ups[-1].state is State.SUCCEEDED and fake.created == 1
+
+
+async def test_poll_5xx_burst_exhausting_retries_is_transient(fake, make):
+    p = await make(fake)
+    ref = await p.submit(SubmitSpec(SOLID), p.new_submission_key())
+    fake.faults.add("get_job", "status", status=502, times=4)
+    with pytest.raises(TransientError):
+        [u async for u in p.watch(ref)]
+    assert [u async for u in p.watch(ref)][-1].state is State.SUCCEEDED
+
+
+async def test_expired_and_truncated_result_urls(fake, make, tmp_path):
+    p = await make(fake)
+    _, ref, ups = await run(p, SubmitSpec(SOLID))
+    [out] = ups[-1].outputs
+    fake.clock.advance(fake.url_ttl_s + 5)  # the signed URL expires
+    with pytest.raises(NotFound) as e:
+        await p.http.download(out.url, tmp_path / "a.png")
+    assert "expired" in str(e.value)
+    [fresh] = await p.outputs(ref)  # a fresh GET signs a new URL: the result is not lost
+    fake.faults.add("file", "truncate")
+    size, px, _ = await pixels(p.http, fresh.url, tmp_path)
+    assert px[:3] == text_color("a cat") and fake.faults.pending("file") == 0
+    fake.expire_files = True
+    with pytest.raises(NotFound):
+        await p.http.download((await p.outputs(ref))[0].url, tmp_path / "b.png")
+
+
+async def test_pacing_keeps_under_the_5_qps_limit(fake, make):
+    fake.qps_limit = 5
+    fake.queue_s, fake.run_s = 0.3, 0.3
+    p = await make(fake, qps=5)
+    await run(p, SubmitSpec(SOLID))
+    starts = [s.t for s in fake.log]
+    assert fake.rate_limited == 0 and len(starts) >= 4
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.12
+
+
+async def test_rate_limited_without_pacing_still_finishes(fake, make):
+    fake.qps_limit = 2
+    p = await make(fake, qps=0)
+    p.http.policy = RetryPolicy(attempts=10, base_s=0.1, cap_s=0.5)
+    _, _, ups = await run(p, SubmitSpec(SOLID))
+    assert ups[-1].state is State.SUCCEEDED and fake.rate_limited > 0 and fake.created == 1
+
+
+# ---------------------------------------------------------------------------- protojson tolerance
+
+@pytest.mark.parametrize("legacy,unpopulated", [(True, True), (False, False), (True, False)])
+async def test_shapes_end_to_end(fake, make, legacy, unpopulated):
+    fake.legacy_shape, fake.emit_unpopulated = legacy, unpopulated
+    fake.queue_s, fake.run_s = 0.3, 0.3
+    p = await make(fake)
+    _, _, ups = await run(p, SubmitSpec(MULTI))
+    assert ups[-1].state is State.SUCCEEDED and len(ups[-1].outputs) == 2
+    assert any(u.queue_position for u in ups) and any(u.progress for u in ups if u.state is State.RUNNING)
+
+
+def _snake(name):
+    import re
+    return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _variant(obj, draw_case, draw_num):
+    if isinstance(obj, dict):
+        return {(_snake(k) if draw_case() else k): _variant(v, draw_case, draw_num) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_variant(v, draw_case, draw_num) for v in obj]
+    if isinstance(obj, str) and obj.isdigit() and draw_num():
+        return int(obj)
+    return obj
+
+
+WAITING = {"id": "77", "status": "WAITING", "credits": 2, "waitingInfo": {"queueRank": "3", "queueLen": "9"},
+           "runningInfo": None, "failedInfo": None, "successInfo": None}
+RUNNING_NEW = {"id": "77", "status": "RUNNING", "credits": 0, "runningInfo": {
+    "processingImages": [{"resourceImage": None, "progress": 40}],
+    "workflowFinishItem": {"status": "RUNNING", "progress": 40, "step": 2, "nodes": {
+        "7": {"id": "7", "status": "RUNNING", "process": 40}}, "finishedNodes": {"6": True}}}}
+RUNNING_OLD = {"id": "77", "status": "RUNNING", "runningInfo": {"stages": [
+    {"stageIndex": "0", "processingImages": [{"progress": 40}]}]}}
+SUCCESS_NEW = {"id": "77", "status": "SUCCESS", "credits": 1.5, "successInfo": {
+    "images": [{"id": "r1", "url": "http://x/r1.png?sig=1", "expiredIn": "1700000000",
+                "meta": {"image": {"format": "png", "width": 8, "height": 8}}}], "videos": [],
+    "workflowFinishItem": {"status": "SUCCESS", "nodes": {"9": {"id": "9", "status": "SUCCESS", "outputUi": {
+        "images": [{"filename": "ComfyUI_0001_.png", "imageResourceId": "r1"}]}}}}}}
+SUCCESS_OLD = {"id": "77", "status": "SUCCESS", "successInfo": {"stages": [
+    {"stageIndex": 0, "processingImages": [{"resourceImage": {"id": "r1", "url": "http://x/r1.png?sig=1",
+                                                             "expiredIn": 1700000000}, "progress": 100}]}]}}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([WAITING, RUNNING_NEW, RUNNING_OLD, SUCCESS_NEW, SUCCESS_OLD]), st.randoms())
+def test_protojson_variants_parse_alike(job, rnd):
+    p = TensorArtProvider(_Prof(), None)
+    base = p.update_from(job)
+    var = _variant(job, lambda: rnd.random() < 0.5, lambda: rnd.random() < 0.5)
+    if rnd.random() < 0.5:  # absent instead of null
+        var = {k: v for k, v in var.items() if v is not None}
+    got = p.update_from(var)
+    assert (got.state, got.queue_position, got.queue_length, got.progress, got.node, got.cost) == \
+           (base.state, base.queue_position, base.queue_length, base.progress, base.node, base.cost)
+    if base.state is State.SUCCEEDED:
+        assert [o.url for o in p.outputs_from(var)] == [o.url for o in p.outputs_from(job)] == ["http://x/r1.png?sig=1"]
+
+
+class _Prof:
+    name = "ta"
+    url = "http://127.0.0.1:9"
+    poll_interval_s = 0.01
+
+    def get(self, name, default=None):
+        return default
+
+
+def test_known_shapes_read_right():
+    p = TensorArtProvider(_Prof(), None)
+    w = p.update_from(WAITING)
+    assert (w.state, w.queue_position, w.queue_length, w.cost) == (State.QUEUED, 3, 9, 2.0)
+    r = p.update_from(RUNNING_NEW)
+    assert (r.state, r.progress, r.node, r.step) == (State.RUNNING, 0.4, "#7", 2)
+    assert p.update_from(RUNNING_OLD).progress == 0.4
+    [o] = p.outputs_from(SUCCESS_NEW)
+    assert (o.node, o.filename, o.mime) == ("9", "ComfyUI_0001_.png", "image/png")
+    assert p.update_from({"status": "CANCELED"}).state is State.CANCELLED
+    assert p.update_from({}).state is State.QUEUED  # DEFAULT (zero enum) omitted
+    with pytest.raises(ProtocolError):
+        p.update_from({"status": "EXPLODED"})
+
+
+@given(st.one_of(st.integers(-10, 1000), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
+                 st.none(), st.booleans()))
+def test_progress_is_a_fraction_or_none(v):
+    f = progress_fraction(v)
+    assert f is None or 0.0 <= f <= 1.0
+
+
+# ---------------------------------------------------------------------------- secrets
+
+async def test_canary_never_leaks(fake, make, tmp_path):
+    fake.api_keys.add(CANARY)
+    p = await make(fake, key=CANARY)
+    texts = []
+    fake.fail_next("node", node="7")
+    _, ref, ups = await run(p, SubmitSpec(json.dumps(GRAPH)))
+    texts += [str(ups[-1].error), json.dumps(ref.data), json.dumps(ups[-1].error.to_json())]
+    for spec in (SubmitSpec(SOLID, (Override("1.x", "text", "y"),)), SubmitSpec("nope"), SubmitSpec("123")):
+        try:
+            await p.validate(spec)
+        except Exception as e:  # noqa: BLE001 - collecting every error text
+            texts.append(str(e))
+    fake.api_keys.discard(CANARY)
+    with pytest.raises(AuthError) as e:
+        await p.check()
+    texts.append(str(e.value))
+    assert len(texts) >= 7 and not any(CANARY in t for t in texts)
