@@ -152,11 +152,12 @@ class Http:
                       json: Any = None, data: DataArg = None, headers: HeadersArg = None,
                       timeout_s: Optional[float] = None, idempotent: Optional[bool] = None,
                       max_body: Optional[int] = None, allow_redirects: bool = True,
-                      retry: bool = True) -> Response:
+                      retry: bool = True, retry_if: Optional[Callable[[Response], bool]] = None) -> Response:
         """Send one request with the retry rules above; return the Response for any final status
         (callers interpret 4xx bodies). ``headers`` may be a callable taking the body bytes and
         returning fresh headers per attempt (signatures with nonces); ``data`` may be a callable
-        returning fresh data per attempt (multipart forms cannot be re-sent)."""
+        returning fresh data per attempt (multipart forms cannot be re-sent). ``retry_if`` may
+        veto a retry of a 5xx/429 whose body is a definite application error (returned as is)."""
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
@@ -214,7 +215,7 @@ class Http:
                     raise self._err(AmbiguousSubmit, f"{where}: {e.__class__.__name__} after sending") from None
                 continue
             resp_obj = Response(status, rheaders, body, str(url), method, self.provider, self.profile)
-            if status in RETRY_STATUSES and retry:
+            if status in RETRY_STATUSES and retry and (retry_if is None or retry_if(resp_obj)):
                 ra = parse_retry_after(rheaders.get("Retry-After"))
                 if status == 429 or idempotent:
                     last = self._err(TransientError, f"{where}: HTTP {status}", retry_after=ra,

@@ -38,8 +38,9 @@ class ContractCase:
             await self.fake.stop()
 
     def profile(self, key: str) -> dict:
-        """A ``[profiles.NAME]`` table (as a dict) pointing at the fake, with ``key`` as the secret
-        (the suite passes a canary key, or a wrong one for the auth scenario). Include
+        """A ``[profiles.NAME]`` table (as a dict) pointing at the fake, with ``key`` as the secret.
+        The suite passes a canary key (the fake must accept it) and, for the auth scenario, a key
+        starting with ``WRONG-`` (the fake must refuse it exactly as the service would). Include
         ``poll_interval_s`` small (e.g. 0.05) so tests run fast."""
         raise NotImplementedError
 

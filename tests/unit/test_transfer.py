@@ -156,3 +156,9 @@ def test_signed_headers_are_rebuilt_per_attempt():
 
     import asyncio
     assert asyncio.run(go()) == ["1", "2"]
+
+
+async def test_retry_if_can_veto_retrying_a_definite_error(server, http):
+    server.faults.add("item", "status", status=500, body={"code": 2, "message": "can't find field"}, times=-1)
+    r = await http.request("GET", server.url + "/item", retry_if=lambda resp: resp.json().get("code") != 2)
+    assert r.status == 500 and server.count("item") == 1
