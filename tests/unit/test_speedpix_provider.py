@@ -359,7 +359,8 @@ async def test_types_are_not_coerced(env):
     assert err.field == "target"
     err = await env.raises(RejectedInput, p.validate(spec("wf_solid", ("int", "steps", 2.5))))
     assert "steps" in str(err)
-    err = await env.raises(RejectedInput, p.validate(spec("wf_solid", ("image", "image", b"\x89PNG"))))
+    await p.validate(spec("wf_solid", ("image", "image", b"\x89PNG")))  # pre-flight runs before uploads
+    err = await env.raises(RejectedInput, p.submit(spec("wf_solid", ("image", "image", b"\x89PNG")), "k1"))
     assert "uploaded" in str(err)
     assert env.fake.task_count() == 0
 
