@@ -247,12 +247,14 @@ class Http:
 
     # ------------------------------------------------------------------ websockets
     async def ws_connect(self, url: str, *, headers: Optional[Mapping[str, str]] = None,
-                         heartbeat: float = 20.0) -> aiohttp.ClientWebSocketResponse:
+                         heartbeat: float = 20.0, timeout_s: float = 15.0) -> aiohttp.ClientWebSocketResponse:
+        """Open a WebSocket; the handshake is bounded by ``timeout_s``, a silent peer by ``heartbeat``."""
         session = await self.session()
         try:
-            return await session.ws_connect(url, headers=headers, heartbeat=heartbeat,
-                                            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-                                            max_msg_size=64 * MiB, autoping=True)
+            return await asyncio.wait_for(
+                session.ws_connect(url, headers=headers, heartbeat=heartbeat,
+                                   timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                                   max_msg_size=64 * MiB, autoping=True), timeout_s)
         except aiohttp.WSServerHandshakeError as e:
             raise self._err(TransientError, f"WebSocket {strip_query(url)}: handshake refused (HTTP {e.status})",
                             code=e.status) from None
