@@ -87,7 +87,7 @@ class TaskManager:
         self.results_dir = Path(results_dir)
         self.profiles = profiles or Profiles(self.home)
         self.policy = policy or RetryPolicy()
-        self.sandbox_workflows = sandbox_workflows
+        self.sandbox_workflows = sandbox_workflows or Path(__file__).resolve().parents[1] / "providers" / "sandbox_workflows"
         self.events = EventHub()
         self.journal: Optional[Journal] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None

@@ -1,0 +1,473 @@
+"""ComfyUIProvider (and SandboxProvider) against the fake ComfyUI, through public methods only."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from comfyui_remote.engine.profiles import Profiles
+from comfyui_remote.engine.transfer import Http, RetryPolicy
+from comfyui_remote.providers.base import (AmbiguousSubmit, AuthError, ConfigError, NotFound, Override,
+                                           ProtocolError, RejectedInput, RemoteFailure, RemoteRef, State,
+                                           SubmitSpec)
+from comfyui_remote.providers.comfyui import ComfyUIProvider
+from comfyui_remote.providers.sandbox import SandboxProvider
+from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
+from comfyui_remote.tests.fakes.toolkit import Clock
+
+WF = Path(__file__).resolve().parents[2] / "providers" / "sandbox_workflows"
+CANARY = "canary-TOKEN-9f8e7d6c5b4a"
+
+
+def wf(name: str, **changes) -> str:
+    graph = json.loads((WF / name).read_text())
+    for target, value in changes.items():
+        node, field = target.split("__")
+        graph[node]["inputs"][field] = value
+    return json.dumps(graph)
+
+
+def slow(steps=5, step_seconds=0.02) -> str:
+    return wf("slow.json", **{"2__steps": steps, "2__step_seconds": step_seconds})
+
+
+def png(rgb=(10, 200, 30), size=(16, 8), alpha=None) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGBA" if alpha is not None else "RGB", size, (*rgb, alpha) if alpha is not None else rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+async def fake():
+    f = FakeComfyUI(clock=Clock(speed=1.0))
+    await f.start()
+    yield f
+    await f.stop()
+
+
+@pytest.fixture
+async def make(tmp_path, fake):
+    made: list = []
+
+    async def _make(token=None, url=None, poll=0.05, target=None) -> ComfyUIProvider:
+        home = tmp_path / f"home{len(made)}"
+        home.mkdir()
+        lines = ["[profiles.remote]", 'provider = "comfyui"', f'url = "{url or (target or fake).url}"',
+                 f"poll_interval_s = {poll}"]
+        if token:
+            lines.append(f'token = "{token}"')
+        (home / "profiles.toml").write_text("\n".join(lines) + "\n")
+        profile = Profiles(home).get("remote")
+        http = Http(provider="comfyui", profile="remote", policy=RetryPolicy(attempts=4, base_s=0.01, cap_s=0.05))
+        p = ComfyUIProvider(profile, http)
+        made.append((p, http))
+        return p
+
+    yield _make
+    for p, http in made:
+        await p.close()
+        await http.close()
+
+
+async def run(p, spec: SubmitSpec, *, validate=True, on_update=None):
+    if validate:
+        await p.validate(spec)
+    ref = await p.submit(spec, p.new_submission_key())
+    updates = []
+    async for u in p.watch(ref):
+        updates.append(u)
+        if on_update is not None:
+            await on_update(ref, u)
+    return ref, updates
+
+
+async def fetch_pixels(p, http, out) -> np.ndarray:
+    r = await http.request("GET", out.url, headers=p.download_headers(out))
+    assert r.status == 200
+    return np.asarray(Image.open(io.BytesIO(r.body)).convert("RGB"))
+
+
+# --------------------------------------------------------------------------- happy paths
+
+async def test_queue_progress_and_result(make, fake):
+    p = await make()
+    other = await fake.queue_foreign(steps=4, step_seconds=0.05)
+    spec = SubmitSpec(slow(), (Override("1.text", "text", "#336699"), Override("2.steps", "int", 6)))
+    ref, updates = await run(p, spec)
+    assert ref.remote_id in fake.created and ref.console_url == fake.url
+    queued = [u for u in updates if u.state == State.QUEUED]
+    assert queued and queued[0].queue_position == 1 and queued[0].queue_length == 2
+    running = [u for u in updates if u.state == State.RUNNING]
+    assert any(u.node == "SandboxSlowPass #2" and u.max_steps == 6 for u in running)
+    assert [u.step for u in running if u.step] == sorted(u.step for u in running if u.step)
+    progresses = [u.progress for u in running if u.progress is not None]
+    assert progresses == sorted(progresses) and 0 < progresses[-1] < 1
+    final = updates[-1]
+    assert final.state == State.SUCCEEDED and final.progress == 1.0
+    (out,) = final.outputs
+    assert (out.kind, out.node, out.mime) == ("image", "9", "image/png") and out.filename.startswith("sandbox_slow_")
+    px = await fetch_pixels(p, p.http, out)
+    assert px.shape == (64, 64, 3) and tuple(px[0, 0]) == (0x33, 0x66, 0x99)
+    assert await p.outputs(ref) == final.outputs
+    assert fake.history[other]["status"]["status_str"] == "success"
+    # the prompt was sent with our client id and our prompt id
+    body = (await fake.seen("prompt"))[-1].json()
+    assert body["prompt_id"] == ref.remote_id and body["client_id"] == ref.data["client_id"]
+
+
+async def test_multi_outputs_and_temp_fallback(make, fake):
+    p = await make()
+    graph = {"1": {"class_type": "SandboxSolid", "inputs": {"text": "red", "width": 8, "height": 4}},
+             "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+             "5": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "a"}},
+             "6": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "sub/b"}},
+             "7": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    _, updates = await run(p, SubmitSpec(json.dumps(graph)))
+    outs = updates[-1].outputs
+    assert [(o.node, o.filename) for o in outs] == [("5", "a_00001_.png"), ("6", "b_00001_.png")]
+    assert "subfolder=sub" in outs[1].url and "type=output" in outs[1].url
+    assert tuple((await fetch_pixels(p, p.http, outs[1]))[0, 0]) == (0, 255, 255)
+    preview_only = {"1": graph["1"], "2": graph["2"], "7": graph["7"]}
+    _, updates = await run(p, SubmitSpec(json.dumps(preview_only)))
+    (out,) = updates[-1].outputs
+    assert "type=temp" in out.url and out.node == "7"
+
+
+async def test_upload_round_trip_and_dedupe(make, fake):
+    p = await make()
+    data = png((10, 200, 30), alpha=255)
+    name = hashlib.sha256(data).hexdigest() + ".png"
+    value = await p.upload(data, "image/png", name)
+    assert value == name and fake.count("upload") == 1
+    assert await p.upload(data, "image/png", name) == name
+    assert fake.count("upload") == 1  # GET /view already had these bytes
+    echo = json.dumps({"10": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+                       "12": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "echo"}}})
+    _, updates = await run(p, SubmitSpec(echo, (Override("10.image", "image", value, sha256=name[:-4]),)))
+    px = await fetch_pixels(p, p.http, updates[-1].outputs[0])
+    assert px.shape == (8, 16, 3) and (px == np.array([10, 200, 30], np.uint8)).all()
+    _, updates = await run(p, SubmitSpec(wf("invert.json"), (Override("10.image", "image", value),)))
+    px = await fetch_pixels(p, p.http, updates[-1].outputs[0])
+    assert tuple(px[0, 0]) == (245, 54, 225)  # ComfyUI's 1 - v/255 truncated, as a real server gives
+
+
+# --------------------------------------------------------------------------- cancel
+
+async def test_cancel_running_interrupts_only_that_prompt(make, fake):
+    p = await make()
+
+    async def cancel_at_step(ref, u):
+        if u.step == 2:
+            await p.cancel(ref)
+
+    ref, updates = await run(p, SubmitSpec(slow(steps=200, step_seconds=0.01)), on_update=cancel_at_step)
+    assert updates[-1].state == State.CANCELLED
+    assert fake.interrupted == [ref.remote_id] and fake.interrupt_requests == [ref.remote_id]
+    assert fake.history[ref.remote_id]["status"]["status_str"] == "error"
+
+
+async def test_cancel_queued_deletes_without_interrupt(make, fake):
+    p = await make()
+    other = await fake.queue_foreign(steps=100, step_seconds=0.02)
+
+    async def cancel_when_queued(ref, u):
+        if u.state == State.QUEUED:
+            await p.cancel(ref)
+
+    ref, updates = await run(p, SubmitSpec(slow()), on_update=cancel_when_queued)
+    assert updates[-1].state == State.CANCELLED and fake.deleted == [ref.remote_id]
+    assert fake.interrupt_requests == [] and other in fake.running_ids()
+
+
+# --------------------------------------------------------------------------- auth and secrets
+
+async def test_token_is_sent_everywhere(tmp_path, make):
+    fake = FakeComfyUI(token=CANARY)
+    await fake.start()
+    try:
+        p = await make(token=CANARY, target=fake)
+        assert "0.3.64" in await p.check()
+        data = png()
+        value = await p.upload(data, "image/png", hashlib.sha256(data).hexdigest() + ".png")
+        ref, updates = await run(p, SubmitSpec(wf("invert.json"), (Override("10.image", "image", value),)))
+        assert updates[-1].state == State.SUCCEEDED
+        out = updates[-1].outputs[0]
+        assert p.download_headers(out) == {"Authorization": f"Bearer {CANARY}"}
+        await fetch_pixels(p, p.http, out)
+        assert fake.count("ws") >= 1
+        assert all(s.headers.get("Authorization") == f"Bearer {CANARY}" for s in fake.log)
+        assert CANARY not in json.dumps(ref.data) and CANARY not in (ref.console_url or "")
+        assert CANARY not in (await fake.seen("prompt"))[-1].body.decode()
+    finally:
+        await fake.stop()
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token-1234"])
+async def test_auth_failure_says_what_to_set(make, token):
+    fake = FakeComfyUI(token=CANARY)
+    await fake.start()
+    try:
+        p = await make(token=token, target=fake)
+        for call in (p.check(), p.validate(SubmitSpec(slow())), p.submit(SubmitSpec(slow()), p.new_submission_key())):
+            with pytest.raises(AuthError) as e:
+                await call
+            text = str(e.value)
+            assert "HTTP 401" in text and "token" in text and "[comfyui/remote]" in text
+            assert CANARY not in text
+        assert fake.created == []
+    finally:
+        await fake.stop()
+
+
+async def test_missing_url_is_a_config_error(tmp_path):
+    home = tmp_path / "h"
+    home.mkdir()
+    profile = Profiles(home, env={}).get("comfyui")
+    http = Http(provider="comfyui", profile="comfyui")
+    p = ComfyUIProvider(profile, http)
+    with pytest.raises(ConfigError) as e:
+        await p.check()
+    assert "COMFYUI_REMOTE_URL" in str(e.value)
+    await http.close()
+
+
+# --------------------------------------------------------------------------- pre-flight and node_errors
+
+@pytest.mark.parametrize("override, words", [
+    (Override("2.stepz", "int", 3), ["target 2.stepz", "SandboxSlowPass #2 has no input 'stepz'",
+                                     "its inputs are: image, steps, step_seconds"]),
+    (Override("7.steps", "int", 3), ["target 7.steps", "no node '7'", "node ids in this workflow: 1, 2, 9"]),
+    (Override("2.steps", "int", 0), ["target 2.steps", "smaller than the remote's min 1"]),
+    (Override("2.steps", "text", "many"), ["SandboxSlowPass.steps takes a number"]),
+    (Override("2.image", "int", 1), ["IMAGE socket"]),
+    (Override("steps", "int", 1), ["is not NODE_ID.FIELD"]),
+])
+async def test_bad_targets_are_refused_before_submit(make, fake, override, words):
+    p = await make()
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(slow(), (override,)))
+    text = str(e.value)
+    assert all(w in text for w in words), text
+    assert "[comfyui/remote]" in text and fake.created == []
+
+
+async def test_unknown_node_types_and_ui_format(make, fake):
+    p = await make()
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(slow().replace("SandboxSlowPass", "KSamplerFancy")))
+    assert "KSamplerFancy" in str(e.value) and "KSamplerFancy #2" in str(e.value) and "install" in str(e.value)
+    with pytest.raises(RejectedInput) as e:
+        await p.validate(SubmitSpec(json.dumps({"nodes": [], "links": []})))
+    assert "UI format" in str(e.value) and "Export (API)" in str(e.value)
+
+
+async def test_node_errors_become_rejected_input(make, fake):
+    p = await make()
+    with pytest.raises(RejectedInput) as e:
+        await p.submit(SubmitSpec(slow(), (Override("2.steps", "int", 0),)), p.new_submission_key())
+    err = e.value
+    assert (err.remote_node, err.node_class, err.field) == ("2", "SandboxSlowPass", "2.steps")
+    assert "Value 0 smaller than min of 1" in str(err)
+    missing = json.dumps({"10": {"class_type": "LoadImage", "inputs": {"image": "nope.png"}},
+                          "12": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "x"}}})
+    with pytest.raises(RejectedInput) as e:
+        await p.submit(SubmitSpec(missing), p.new_submission_key())
+    assert "Invalid image file: nope.png" in str(e.value) and "RemoteInputImage" in str(e.value)
+    many = {str(i): {"class_type": "EmptyImage", "inputs": {"width": 0, "height": 0, "batch_size": 1, "color": -1}}
+            for i in range(1, 4)}
+    many["9"] = {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}}
+    many["10"] = {"class_type": "ImageBatch", "inputs": {"image1": ["9", 0], "image2": ["3", 0]}}
+    many["11"] = {"class_type": "PreviewImage", "inputs": {"images": ["10", 0]}}
+    with pytest.raises(RejectedInput) as e:
+        await p.submit(SubmitSpec(json.dumps(many)), p.new_submission_key())
+    assert "; and 4 more" in str(e.value) and str(e.value).count("EmptyImage #") == 5
+    with pytest.raises(RejectedInput) as e:
+        await p.submit(SubmitSpec(slow().replace("SandboxSlowPass", "Nope")), p.new_submission_key())
+    assert "Nope does not exist" in str(e.value) and e.value.field == "workflow"
+    no_out = json.dumps({"1": {"class_type": "SandboxSolid", "inputs": {"text": "red", "width": 8, "height": 8}}})
+    with pytest.raises(RejectedInput) as e:
+        await p.submit(SubmitSpec(no_out), p.new_submission_key())
+    assert "no output node" in str(e.value) and "SaveImage" in str(e.value)
+    assert fake.created == []
+
+
+async def test_execution_error_names_the_remote_node(make, fake):
+    p = await make()
+    fail = json.dumps({"1": {"class_type": "SandboxSolid", "inputs": {"text": "red", "width": 8, "height": 8}},
+                       "2": {"class_type": "SandboxFail", "inputs": {"image": ["1", 0], "message": "boom here"}},
+                       "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}})
+    ref, updates = await run(p, SubmitSpec(fail))
+    final = updates[-1]
+    assert final.state == State.FAILED and isinstance(final.error, RemoteFailure)
+    assert (final.error.remote_node, final.error.node_class) == ("2", "SandboxFail")
+    assert "RuntimeError: boom here" in str(final.error) and "[remote node 2 (SandboxFail)]" in str(final.error)
+    # a fresh watch (after a restart) reads the same failure from /history
+    p2 = await make()
+    (again,) = [u async for u in p2.watch(ref)]
+    assert again.state == State.FAILED and again.error.remote_node == "2"
+
+
+# --------------------------------------------------------------------------- faults
+
+async def test_submit_5xx_is_ambiguous_and_find_says_none(make, fake):
+    p = await make()
+    fake.faults.add("prompt", "status", status=503)
+    key = p.new_submission_key()
+    with pytest.raises(AmbiguousSubmit):
+        await p.submit(SubmitSpec(slow()), key)
+    assert await p.find(key, SubmitSpec(slow())) is None and fake.created == []
+
+
+async def test_submit_answer_lost_is_found_not_resent(make, fake):
+    p = await make()
+    fake.faults.add("prompt", "drop_after")
+    key = p.new_submission_key()
+    with pytest.raises(AmbiguousSubmit):
+        await p.submit(SubmitSpec(slow()), key)
+    ref = await p.find(key, SubmitSpec(slow()))
+    assert ref is not None and ref.remote_id == key and fake.created == [key]
+    updates = [u async for u in p.watch(ref)]
+    assert updates[-1].state == State.SUCCEEDED and fake.count("prompt") == 1
+
+
+async def test_submit_429_is_retried_once(make, fake):
+    p = await make()
+    fake.faults.add("prompt", "status", status=429, retry_after=0.01)
+    ref, updates = await run(p, SubmitSpec(slow()))
+    assert updates[-1].state == State.SUCCEEDED and fake.created == [ref.remote_id] and fake.count("prompt") == 2
+
+
+@pytest.mark.parametrize("route, kind, kw", [
+    ("history", "status", {"status": 502, "times": 2}),
+    ("queue", "status", {"status": 503, "times": 2}),
+    ("queue", "malformed", {}),
+    ("history", "slow", {"delay": 0.3}),
+    ("queue", "drop", {}),
+])
+async def test_poll_faults_lose_nothing(make, fake, route, kind, kw):
+    p = await make()
+    fake.faults.add(route, kind, **kw)
+    ref, updates = await run(p, SubmitSpec(slow()))
+    assert updates[-1].state == State.SUCCEEDED and updates[-1].outputs
+    assert fake.created == [ref.remote_id]
+
+
+async def test_repeated_malformed_polls_raise_for_the_engine(make, fake):
+    p = await make()
+    fake.faults.add("ws", "status", status=503, times=-1)  # no push channel at all
+    fake.faults.add("queue", "malformed", times=-1)
+    ref = await p.submit(SubmitSpec(slow()), p.new_submission_key())
+    with pytest.raises(ProtocolError) as e:
+        async for _ in p.watch(ref):
+            pass
+    assert "malformed JSON" in str(e.value)
+    fake.faults.clear()
+    updates = [u async for u in p.watch(ref)]  # the engine watches again
+    assert updates[-1].state == State.SUCCEEDED
+
+
+async def test_ws_drop_reconnects_and_history_is_the_safety_net(make, fake):
+    p = await make(poll=5.0)  # polling alone would be too slow: the reconnect must trigger a poll
+    fake.faults.add("ws", "ws_drop", after=8)
+    ref, updates = await asyncio.wait_for(run(p, SubmitSpec(slow(steps=10, step_seconds=0.03))), 4)
+    assert updates[-1].state == State.SUCCEEDED and fake.count("ws") >= 2
+    assert fake.created == [ref.remote_id]
+
+
+async def test_silent_ws_is_covered_by_polling(make, fake):
+    p = await make(poll=0.05)
+    fake.faults.add("ws", "ws_mute", after=1)
+    ref, updates = await run(p, SubmitSpec(slow()))
+    assert updates[-1].state == State.SUCCEEDED and updates[-1].outputs
+
+
+async def test_refused_ws_still_completes(make, fake):
+    p = await make(poll=0.05)
+    fake.faults.add("ws", "status", status=502, times=-1)
+    ref, updates = await run(p, SubmitSpec(slow()))
+    assert updates[-1].state == State.SUCCEEDED
+
+
+async def test_upload_5xx_is_retried(make, fake):
+    p = await make()
+    fake.faults.add("upload", "status", status=500)
+    data = png()
+    name = hashlib.sha256(data).hexdigest() + ".png"
+    assert await p.upload(data, "image/png", name) == name and fake.count("upload") == 2
+
+
+async def test_truncated_and_missing_downloads(make, fake, tmp_path):
+    p = await make()
+    _, updates = await run(p, SubmitSpec(wf("solid.json")))
+    out = updates[-1].outputs[0]
+    fake.faults.add("view", "truncate")
+    d = await p.http.download(out.url, tmp_path / "a.png", headers=p.download_headers(out))
+    assert Image.open(d.path).size == (64, 64)
+    fake.files.clear()  # e.g. the remote output folder was emptied
+    with pytest.raises(NotFound):
+        await p.http.download(out.url, tmp_path / "b.png", headers=p.download_headers(out))
+
+
+async def test_vanished_prompt_fails_with_not_found(make, fake):
+    p = await make()
+    ref = RemoteRef(remote_id=str(uuid.uuid4()), data={})
+    updates = [u async for u in p.watch(ref)]
+    assert updates[-1].state == State.FAILED and isinstance(updates[-1].error, NotFound)
+    assert "no longer knows prompt" in str(updates[-1].error)
+
+
+async def test_watch_after_restart_and_reconnect_of_old_client_id(make, fake):
+    p = await make()
+    ref = await p.submit(SubmitSpec(slow(steps=30, step_seconds=0.02)), p.new_submission_key())
+    await p.close()  # the process "restarts": its socket is gone
+    p2 = await make()
+    updates = [u async for u in p2.watch(ref)]
+    assert updates[-1].state == State.SUCCEEDED and updates[-1].outputs
+    assert any(s.query.get("clientId") == ref.data["client_id"] for s in fake.requests("ws")[1:])
+
+
+async def test_find_and_check(make, fake):
+    p = await make()
+    assert await p.find(str(uuid.uuid4()), SubmitSpec(slow())) is None
+    ref, _ = await run(p, SubmitSpec(slow()))
+    found = await p.find(ref.remote_id, SubmitSpec(slow()))
+    assert found is not None and found.remote_id == ref.remote_id
+    assert (await p.check()).startswith("ComfyUI 0.3.64 at http://127.0.0.1")
+
+
+async def test_concurrent_tasks_share_one_socket(make, fake):
+    p = await make()
+    results = await asyncio.gather(*(run(p, SubmitSpec(slow(steps=3, step_seconds=0.01),
+                                                       (Override("1.text", "text", c),)))
+                                     for c in ("red", "green", "blue")))
+    assert all(u[-1].state == State.SUCCEEDED for _, u in results)
+    assert fake.count("ws") == 1 and len(fake.created) == 3
+
+
+# --------------------------------------------------------------------------- sandbox
+
+async def test_sandbox_starts_its_own_fake(tmp_path):
+    profile = Profiles(tmp_path).get("sandbox")
+    http = Http(provider="sandbox", profile="sandbox", policy=RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05))
+    p = SandboxProvider(profile, http)
+    try:
+        assert p.label == "sandbox" and p.WORKFLOWS_DIR.joinpath("slow.json").is_file()
+        assert "sandbox" in await p.check()
+        spec = SubmitSpec("solid.json", (Override("1.text", "text", "#00ff00"), Override("1.width", "int", 32),
+                                         Override("1.height", "int", 16)))
+        ref, updates = await run(p, spec)
+        assert ref.console_url is None and updates[-1].state == State.SUCCEEDED
+        px = await fetch_pixels(p, http, updates[-1].outputs[0])
+        assert px.shape == (16, 32, 3) and tuple(px[0, 0]) == (0, 255, 0)
+        assert p.fake.url.startswith("http://127.0.0.1:")
+    finally:
+        await p.close()
+        await http.close()
+    assert p.fake is None
