@@ -77,7 +77,7 @@ class Live:
     done: Optional[asyncio.Future] = None
     watcher: Optional[asyncio.Task] = None
     cancel_requested: bool = False
-    outputs: list = field(default_factory=list)
+    holds_slot: bool = False  # a max_concurrent slot of its profile, released when it ends
 
 
 class TaskManager:
@@ -264,7 +264,7 @@ class TaskManager:
             await self._save(live, message=f"waiting for a free slot (max_concurrent "
                                            f"{live.provider.profile.max_concurrent} for this profile)")
         await slot.acquire()
-        live.row["_slot"] = True
+        live.holds_slot = True
         try:
             spec = await self._upload_inputs(live, spec)
             if live.cancel_requested:
@@ -277,8 +277,7 @@ class TaskManager:
             await self._save(live, **fields)
             ref = await self._send(live, spec, key)
         except BaseException:
-            slot.release()
-            live.row.pop("_slot", None)
+            self._release_slot(live)
             raise
         live.ref = ref
         await self._save(live, remote_id=ref.remote_id, remote_data=ref.data, console_url=ref.console_url,
@@ -567,12 +566,16 @@ class TaskManager:
             fields["outputs_state"] = outputs_state
         if pending_outputs is not ...:
             fields["pending_outputs"] = pending_outputs
-        if live.row.pop("_slot", None):
-            self._slots[live.row["profile"]].release()
+        self._release_slot(live)
         await self._save(live, **fields)
         if live.done is not None and not live.done.done():
             live.done.set_result(live.row["id"])
         self._live.pop(live.row["id"], None)
+
+    def _release_slot(self, live: Live) -> None:
+        if live.holds_slot:
+            live.holds_slot = False
+            self._slots[live.row["profile"]].release()
 
     # ================================================================ waiting
     async def wait(self, task_id: str) -> dict:

@@ -4,21 +4,17 @@ Needs no key and no network. On first use it starts :class:`tests.fakes.comfyui.
 ephemeral loopback port, on the running loop, and then behaves exactly like the ``comfyui``
 provider pointed at it (same native API, same WebSocket, same validation). Its node types are
 ComfyUI's core image nodes plus ``SandboxSolid``, ``SandboxSlowPass`` and ``SandboxFail``; the
-workflows it ships live in ``WORKFLOWS_DIR`` (``invert.json``, ``solid.json``, ``slow.json``) and
-may be given by file name in the ``workflow`` widget.
+workflows it ships live in ``WORKFLOWS_DIR`` (``invert.json``, ``solid.json``, ``slow.json``); the
+engine resolves those file names (``TaskManager._resolve_workflow``).
 """
 from __future__ import annotations
 
 import asyncio
-import re
 from pathlib import Path
 from typing import Any, Optional
 
-from .base import Capabilities, SubmitSpec
+from .base import Capabilities
 from .comfyui import ComfyUIProvider
-
-_FILE_RE = re.compile(r"^[\w\-. ]+\.json$")
-
 
 class SandboxProvider(ComfyUIProvider):
     id = "sandbox"
@@ -51,14 +47,6 @@ class SandboxProvider(ComfyUIProvider):
 
     def _console(self, base: str) -> Optional[str]:
         return None  # the in-process fake has no user interface
-
-    async def _workflow_text(self, spec: SubmitSpec) -> str:
-        name = (spec.workflow or "").strip()
-        if _FILE_RE.match(name):
-            path = self.WORKFLOWS_DIR / name
-            if await asyncio.to_thread(path.is_file):
-                return await asyncio.to_thread(path.read_text, encoding="utf-8")
-        return spec.workflow
 
     async def check(self) -> str:
         await self._base()

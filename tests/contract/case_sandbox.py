@@ -1,9 +1,7 @@
 """The ``sandbox`` provider in the shared contract suite. The provider starts its own in-process
 :class:`FakeComfyUI` on first use, so this case has no fake to start: it observes the fakes started
 since ``start()`` through ``FakeComfyUI.LIVE``. Faults are played by the ``comfyui`` case (same
-client code, same fake); the sandbox has no key, so it has no auth scenario (``has_auth``).
-Workflows are given as text: the TaskManager only resolves sandbox file names when it is built with
-``sandbox_workflows`` (``SandboxProvider.WORKFLOWS_DIR``), which the suite does not pass."""
+client code, same fake); the sandbox has no key, so it has no auth scenario (``has_auth``)."""
 from __future__ import annotations
 
 from typing import Optional

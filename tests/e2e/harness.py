@@ -1,6 +1,7 @@
 """Start/stop real ComfyUI instances with ../shared/tools/comfyui, and talk to them over HTTP/WS."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -149,9 +150,13 @@ class Client:
             if prompt_id in hist and hist[prompt_id].get("status", {}).get("completed") is not None \
                     and hist[prompt_id]["status"].get("status_str") in ("success", "error"):
                 return hist[prompt_id]
-        hist = await self.get(f"/history/{prompt_id}")
-        assert prompt_id in hist, f"prompt {prompt_id} did not finish in {timeout} s"
-        return hist[prompt_id]
+        # the end message goes out just before ComfyUI writes the history entry
+        for _ in range(100):
+            hist = await self.get(f"/history/{prompt_id}")
+            if prompt_id in hist:
+                return hist[prompt_id]
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s")
 
     async def view(self, image: dict) -> bytes:
         q = {"filename": image["filename"], "subfolder": image.get("subfolder", ""), "type": image.get("type", "output")}

@@ -116,8 +116,9 @@ async def test_local_remote_local_graph_saves_the_remote_pixels(instances):
     prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
               "2": {"class_type": "RemoteInputImage", "inputs": {"target": "10.image", "image": ["1", 0]}}}
     prompt.update(remote_chain("comfyui", "invert.json", 3, "e2e_invert", inputs=["2", 0]))
+    # a local node between fetch and save: a crop keeps values exact
     prompt["6"]["inputs"]["images"] = ["7", 0]
-    prompt["7"] = {"class_type": "ImageInvert", "inputs": {"image": ["5", 0]}}
+    prompt["7"] = {"class_type": "ImageCrop", "inputs": {"image": ["5", 0], "width": 48, "height": 32, "x": 4, "y": 4}}
     hist, _ = await run_prompt(local, prompt)
     assert hist["status"]["status_str"] == "success", hist["status"]
     # what the remote produced, read from the remote itself
@@ -126,8 +127,10 @@ async def test_local_remote_local_graph_saves_the_remote_pixels(instances):
         latest = max(rh.values(), key=lambda h: h["prompt"][0])
         out = next(iter(latest["outputs"].values()))["images"][0]
         remote_px = pixels(await rc.view(out))
-    assert np.array_equal(remote_px, 255 - src)
-    assert np.array_equal(saved(local, hist, "6"), 255 - remote_px)
+    # ComfyUI's ImageInvert + SaveImage on the remote: truncation of 255 * (1 - v/255) in float32
+    x = src.astype(np.float32) / np.float32(255)
+    assert np.array_equal(remote_px, np.clip(np.float32(255) * (np.float32(1) - x), 0, 255).astype(np.uint8))
+    assert np.array_equal(saved(local, hist, "6"), remote_px[4:36, 4:52])
 
 
 async def test_two_remotes_run_concurrently(instances):
