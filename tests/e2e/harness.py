@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("COMFYUI_REMOTE_SHARED", REPO.parent / "shared"))
 TOOL = SHARED / "tools" / "comfyui"
 STATE = Path(os.environ.get("COMFYUI_STATE", REPO / ".comfyui-state"))
+ALL_MESSAGES: list = []  # every WebSocket message the tests' clients saw (for the canary check)
 
 
 def available() -> Optional[str]:
@@ -91,6 +92,7 @@ class Client:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        ALL_MESSAGES.extend(self.messages)
         if self.ws is not None:
             await self.ws.close()
         if self.session is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ..conftest import CANARY
 from . import harness
 
 pytestmark = [pytest.mark.e2e]
@@ -20,29 +20,12 @@ why = harness.available()
 if why:
     pytest.skip(f"real ComfyUI not available: {why}", allow_module_level=True)
 
-CANARY = "CANARY-e2e-token-51d0c3a9e7"
-WORKFLOWS = harness.REPO / "providers" / "sandbox_workflows"
-ALL_MESSAGES: list = []
+ALL_MESSAGES = harness.ALL_MESSAGES
 
 
 @pytest.fixture(scope="module")
-def instances(tmp_path_factory):
-    home = tmp_path_factory.mktemp("remote_home")
-    (home / "workflows").mkdir()
-    for wf in WORKFLOWS.glob("*.json"):
-        shutil.copy(wf, home / "workflows" / wf.name)
-    remote = harness.start((harness.REPO / "tests" / "remote_nodes", "sandbox_remote_nodes"))
-    try:
-        local = harness.start((harness.REPO, "comfyui_remote"),
-                              (harness.REPO / "tests" / "local_nodes", "test_local_nodes"),
-                              env_extra={"COMFYUI_REMOTE_HOME": str(home), "COMFYUI_REMOTE_URL": remote.url,
-                                         "COMFYUI_REMOTE_TOKEN": CANARY})
-    except BaseException:
-        remote.stop()
-        raise
-    yield local, remote, home
-    local.stop()
-    remote.stop()
+def instances(local_comfy, remote_comfy, remote_home):
+    return local_comfy, remote_comfy, remote_home
 
 
 def png(arr: np.ndarray) -> bytes:
@@ -84,7 +67,6 @@ async def run_prompt(local, prompt: dict, timeout: float = 180) -> tuple[dict, f
         t0 = time.monotonic()
         pid = await c.queue(prompt)
         hist = await c.wait_done(pid, timeout)
-        ALL_MESSAGES.extend(c.messages)
         return hist, time.monotonic() - t0
 
 
@@ -167,7 +149,6 @@ async def test_blocking_local_node_does_not_stall_the_remote_watch(instances):
             seen.extend(t["progress"] for t in tasks if t["progress"] is not None)
             await asyncio.sleep(0.2)
         hist = await c.wait_done(pid)
-        ALL_MESSAGES.extend(c.messages)
     assert hist["status"]["status_str"] == "success"
     assert len(set(seen)) >= 3, f"remote progress did not move while the local node blocked: {seen}"
 
@@ -205,7 +186,6 @@ async def test_interrupt_cancels_the_remote_prompt_and_requeue_submits_again(ins
         prompt2 = {**prompt, **slow_inputs(20, 4, 0.1)}
         pid2 = await c.queue(prompt2)
         hist2 = await c.wait_done(pid2)
-        ALL_MESSAGES.extend(c.messages)
     assert hist2["status"]["status_str"] == "success", hist2["status"]
 
 
