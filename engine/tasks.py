@@ -38,6 +38,7 @@ from .transfer import Http, RetryPolicy
 log = redaction.get_logger("comfyui_remote.engine")
 
 WATCH_BACKOFF_CAP_S = 30.0
+UNSENT_GRACE_S = 60.0  # after a crash mid-submit, how long a late-arriving task is looked for
 CAPACITY_BACKOFF_CAP_S = 30.0
 DOWNLOAD_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4",
                 "audio/mpeg": ".mp3", "audio/wav": ".wav", "text/plain": ".txt"}
@@ -682,8 +683,8 @@ class TaskManager:
             else:
                 live.watcher = asyncio.ensure_future(self._watch(live))
             return
-        if live.ref is None:
-            await self._resolve_unsent(live, row)
+        if live.ref is None or row.get("phase") in ("prepared", "sending"):
+            self._spawn(self._resolve_unsent(live, row))
             return
         if state.terminal:
             # failed/cancelled with a remote id: look again (e.g. recovered after a timeout)
@@ -701,12 +702,19 @@ class TaskManager:
             return
         caps = provider.capabilities
         if caps.findable or caps.idempotent_submit or caps.client_chosen_id:
-            try:
-                ref = await provider.find(key, SubmitSpec(workflow="", profile=row["profile"]))
-            except RemoteError as e:
-                ref, why = None, str(e)
-            else:
-                why = "the service has no task under its submission key"
+            # a request that reached the service just before ComfyUI died may still be processed:
+            # look again until the grace period after the submit attempt has passed
+            deadline = (row.get("updated_at") or time.time()) + UNSENT_GRACE_S
+            while True:
+                try:
+                    ref, why = await provider.find(key, SubmitSpec(workflow="", profile=row["profile"])), None
+                except RemoteError as e:
+                    ref, why = None, str(e)
+                if ref is not None or time.time() >= deadline:
+                    break
+                await self._save(live, message="ComfyUI stopped while submitting; checking whether the service "
+                                               "received the task")
+                await asyncio.sleep(min(5.0, max(0.1, deadline - time.time())))
             if ref is not None:
                 live.ref = ref
                 await self._save(live, remote_id=ref.remote_id, remote_data=ref.data, console_url=ref.console_url,
@@ -714,9 +722,14 @@ class TaskManager:
                 self._live[row["id"]] = live
                 live.watcher = asyncio.ensure_future(self._watch(live))
                 return
+            if why is None:  # the service answered: no task under this key
+                await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
+                                 message="ComfyUI stopped while submitting and the service never received the task, "
+                                         "so nothing was paid — queue it again")
+                return
             await self._save(live, state=State.FAILED.value, finished_at=time.time(), error_kind="ambiguous_submit",
                              error=f"[{row['provider']}/{row['profile']}] ComfyUI stopped while submitting; {why}. "
-                                   f"Not resubmitted automatically.")
+                                   f"Not resubmitted automatically — check the service before queueing again.")
             return
         await self._save(live, state=State.FAILED.value, finished_at=time.time(), error_kind="ambiguous_submit",
                          error=f"[{row['provider']}/{row['profile']}] ComfyUI stopped while this task was being "

@@ -109,7 +109,7 @@ class Seen:
         return json.loads(self.body or b"null")
 
 
-HTTP_FAULTS = {"status", "drop", "drop_after", "slow", "malformed", "truncate"}
+HTTP_FAULTS = {"status", "drop", "drop_after", "slow", "slow_after", "malformed", "truncate"}
 
 
 def json_response(data: Any, status: int = 200, headers: Optional[dict] = None) -> web.Response:
@@ -216,6 +216,10 @@ class FakeServer:
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
             return await handler(request)
+        if fault.kind == "slow_after":
+            resp = await handler(request)
+            await asyncio.sleep(fault.delay)
+            return resp
         if fault.kind == "status":
             headers = dict(fault.headers)
             if fault.retry_after is not None:
