@@ -144,6 +144,9 @@ class _Run:
 
 class FakeComfyUI(FakeServer):
     name = "comfyui"
+
+    def credentials(self) -> dict:
+        return {"COMFYUI_REMOTE_URL": self.url}
     LIVE: "weakref.WeakSet[FakeComfyUI]" = weakref.WeakSet()  # started instances (the sandbox's too)
 
     def __init__(self, *, clock: Optional[Clock] = None, port: int = 0, token: Optional[str] = None,

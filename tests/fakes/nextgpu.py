@@ -159,6 +159,10 @@ class _OssHost(FakeServer):
 class FakeNextGPU(FakeServer):
     name = "nextgpu"
 
+    def credentials(self) -> dict:
+        return {"NEXTGPU_BASE_URL": self.url, "NEXTGPU_USER": sorted(self.users)[0],
+                "NEXTGPU_IMAGE_UPLOAD_URL": f"{self.url}/_store"}
+
     def __init__(self, *, clock: Optional[Clock] = None, port: int = 0, users: tuple = ("fxh7622",),
                  token: Optional[str] = None, slots: int = 1, dispatch_s: float = 0.05,
                  local_queue_s: float = 0.05, run_s: float = 0.3, foreign_run_s: float = 0.1,

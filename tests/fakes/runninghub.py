@@ -146,6 +146,9 @@ class Task:
 class FakeRunningHub(FakeServer):
     name = "runninghub"
 
+    def credentials(self) -> dict:
+        return {"RUNNINGHUB_BASE_URL": self.url, "RUNNINGHUB_API_KEY": self.api_key}
+
     def __init__(self, *, clock: Optional[Clock] = None, port: int = 0, api_key: str = DEFAULT_KEY,
                  key_type: str = "NORMAL"):
         super().__init__(clock=clock, port=port)

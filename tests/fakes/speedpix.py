@@ -124,6 +124,10 @@ class Task:
 class FakeSpeedPix(FakeServer):
     name = "speedpix"
 
+    def credentials(self) -> dict:
+        key, secret = next(iter(self.apps.items()))
+        return {"SPEEDPIX_ENDPOINT": self.url, "SPEEDPIX_APP_KEY": key, "SPEEDPIX_APP_SECRET": secret}
+
     def __init__(self, *, clock: Optional[Clock] = None, port: int = 0, app_key: str = "test-app-key",
                  app_secret: str = "test-app-secret", queue_s: float = 0.3, run_s: float = 0.6, steps: int = 4):
         self.apps = {app_key: app_secret}

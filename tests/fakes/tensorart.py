@@ -137,6 +137,9 @@ class Job:
 class FakeTensorArt(FakeServer):
     name = "tensorart"
 
+    def credentials(self) -> dict:
+        return {"TENSORART_BASE_URL": self.url, "TENSORART_API_KEY": DEFAULT_API_KEY}
+
     def __init__(self, *, clock: Optional[Clock] = None, port: int = 0, api_key: str = DEFAULT_API_KEY,
                  emit_unpopulated: bool = True, legacy_shape: bool = False):
         self.api_keys = {api_key}

@@ -150,6 +150,10 @@ class FakeServer:
     def setup_routes(self, router: web.UrlDispatcher) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def credentials(self) -> dict:
+        """What a profile needs to use this fake (printed when it runs on its own)."""
+        return {}
+
     # ---- lifecycle
     async def start(self) -> str:
         self._cond = asyncio.Condition()
@@ -265,6 +269,8 @@ def run_standalone(make: Callable[..., FakeServer], port: int, **kw: Any) -> Non
         fake = make(port=port, **kw)
         url = await fake.start()
         print(f"{fake.name} fake listening on {url}", flush=True)
+        for key, value in fake.credentials().items():
+            print(f"  {key}={value}", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
