@@ -8,6 +8,7 @@ import json
 import mimetypes
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -19,6 +20,10 @@ from .providers.base import ConfigError, NotFound, RemoteError
 PREFIX = "/comfyui_remote"
 MAX_LIMIT = 200
 MAX_KEY_LEN = 16 * 1024
+# Output types a browser may show inline from ComfyUI's origin (passive media and plain text only).
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif", "image/avif", "image/bmp",
+                          "video/mp4", "video/webm", "audio/mpeg", "audio/wav", "audio/x-wav", "audio/ogg",
+                          "audio/flac", "text/plain"})
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -85,8 +90,8 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
     @routes.post(PREFIX + "/tasks/{id}/recover")
     async def recover_task(request: web.Request) -> web.Response:
         task_id = request.match_info["id"]
-        await asyncio.to_thread(task_or_404, task_id)
         m = get_manager()
+        await asyncio.to_thread(task_or_404, task_id)
         try:
             local_id = await engine(m.recover(task_id))
         except RemoteError as e:
@@ -96,19 +101,20 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
     @routes.get(PREFIX + "/tasks/{id}/outputs/{n}")
     async def task_output(request: web.Request) -> web.StreamResponse:
         task_id = request.match_info["id"]
-        try:
-            n = int(request.match_info["n"])
-        except ValueError:
+        await asyncio.to_thread(task_or_404, task_id)  # an unknown task is 404 whatever n is
+        raw_n = request.match_info["n"]
+        if not (raw_n.isascii() and raw_n.isdigit()):  # int() would also take " 1", "+1", "1_0", "١"
             return _error(400, "output index must be a whole number")
-        await asyncio.to_thread(task_or_404, task_id)
+        n = int(raw_n)
         m = get_manager()
         outs = await asyncio.to_thread(m.outputs_of, task_id)
         rec = next((o for o in outs if o["n"] == n), None)
         if rec is None:
-            return _error(404, f"task {task_id} has no output {n}")
+            return _error(404, f"task {task_id} has no output {raw_n}")
         if rec.get("kind") == "text" and not rec.get("path"):
-            return web.Response(text=rec.get("text") or "", content_type="text/plain")
-        path = _inside(Path(rec.get("path") or ""), m.results_dir)
+            return web.Response(text=redaction.scrub(rec.get("text") or ""), content_type="text/plain",
+                                headers={"X-Content-Type-Options": "nosniff"})
+        path = _inside(Path(rec.get("path") or ""), m.results_dir) if rec.get("path") else None
         if path is None or not path.is_file():
             return _error(404, f"output {n} of task {task_id} is not on disk (use Recover)")
         thumb = request.query.get("thumb")
@@ -123,9 +129,17 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
                 return _error(415, f"output {n} is not an image")
             return web.Response(body=data, content_type="image/png",
                                 headers={"Cache-Control": "private, max-age=3600"})
-        ctype = rec.get("mime") or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return web.FileResponse(path, headers={"Content-Type": ctype, "X-Content-Type-Options": "nosniff",
-                                               "Content-Disposition": f'inline; filename="{path.name}"'})
+        ctype = (rec.get("mime") or mimetypes.guess_type(path.name)[0] or "").split(";")[0].strip().lower()
+        # Files come from a remote service: only passive types are shown inline. Anything that a
+        # browser could run in ComfyUI's origin (HTML, SVG, XML, JS, …) is sent as a download.
+        inline = ctype in INLINE_TYPES
+        disposition = "inline" if inline else "attachment"
+        return web.FileResponse(path, headers={
+            "Content-Type": ctype if inline else "application/octet-stream",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; sandbox",
+            "Content-Disposition": f'{disposition}; filename="{_ascii_name(path.name)}"; '
+                                   f"filename*=UTF-8''{quote(path.name, safe='')}"})
 
     @routes.get(PREFIX + "/profiles")
     async def list_profiles(request: web.Request) -> web.Response:
@@ -164,7 +178,7 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
         body = await _body(request)
         field = body.get("field") or "api_key"
         value = body.get("value")
-        if field not in SECRET_FIELDS:
+        if not isinstance(field, str) or field not in SECRET_FIELDS:  # a list or object is unhashable
             return _error(400, f"field must be one of {', '.join(sorted(SECRET_FIELDS))}")
         if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY_LEN:
             return _error(400, "value must be a non-empty string")
@@ -184,3 +198,8 @@ def _inside(path: Path, root: Path) -> Path | None:
     except (OSError, RuntimeError):
         return None
     return real if real == base or base in real.parents else None
+
+
+def _ascii_name(name: str) -> str:
+    """A file name safe inside a quoted header value (the exact name goes in filename*)."""
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name) or "output"

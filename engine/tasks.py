@@ -651,6 +651,13 @@ class TaskManager:
                                  message="recovering a task submitted elsewhere")
         if row.get("reused") and row.get("reused_from"):
             return row["id"]
+        if row["state"] == State.SUCCEEDED.value and row.get("outputs_state") == "saved":
+            outs = await self._db(self.journal.outputs, row["id"])  # type: ignore[union-attr]
+            if any(o.get("path") and not Path(o["path"]).is_file() for o in outs):
+                # a saved file was deleted: fetch the results again from the service
+                await self._save(row["id"], outputs_state="missing", message="a result file is missing; "
+                                                                              "fetching it again")
+                row = await self._db(self.journal.get, row["id"])  # type: ignore[union-attr]
         await self._reattach_row(row)
         return row["id"]
 

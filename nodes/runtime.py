@@ -122,7 +122,7 @@ def progress_text(snap: dict, elapsed: float) -> str:
         parts.append(str(state))
     mins, secs = divmod(int(elapsed), 60)
     parts.append(f"{mins}:{secs:02d}")
-    if snap.get("eta_s"):
+    if snap.get("eta_s") and state in ("queued", "running"):
         parts.append(f"~{int(snap['eta_s'])} s left")
     if snap.get("message") and state in ("submitting", "queued"):
         parts.append(str(snap["message"])[:120])

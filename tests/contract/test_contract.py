@@ -70,6 +70,8 @@ def _overrides(items) -> list[Override]:
 @pytest.fixture(params=CASE_NAMES)
 async def env(request, tmp_path):
     case = load_case(request.param)
+    if getattr(case, "requires", None):  # a real server from a session fixture (e.g. a real ComfyUI)
+        case.url = request.getfixturevalue(case.requires).url
     await case.start()
     home = tmp_path / "home"
     home.mkdir()

@@ -460,7 +460,8 @@ async def test_sandbox_starts_its_own_fake(tmp_path):
     try:
         assert p.label == "sandbox" and p.WORKFLOWS_DIR.joinpath("slow.json").is_file()
         assert "sandbox" in await p.check()
-        spec = SubmitSpec("solid.json", (Override("1.text", "text", "#00ff00"), Override("1.width", "int", 32),
+        solid = p.WORKFLOWS_DIR.joinpath("solid.json").read_text()  # the engine resolves file names
+        spec = SubmitSpec(solid, (Override("1.text", "text", "#00ff00"), Override("1.width", "int", 32),
                                          Override("1.height", "int", 16)))
         ref, updates = await run(p, spec)
         assert ref.console_url is None and updates[-1].state == State.SUCCEEDED

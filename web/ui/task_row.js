@@ -181,7 +181,7 @@ export function createTaskRow(ctx, task) {
   function tick(nowMs = Date.now()) {
     if (!current) return;
     const elapsed = formatElapsed(current, nowMs);
-    setText(parts.elapsed, elapsed ? `⏱ ${elapsed}` : "");
+    setText(parts.elapsed, elapsed ? `elapsed ${elapsed}` : "");
     setText(parts.eta, formatEta(current, nowMs));
   }
 
