@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
+import struct
 import time
 from pathlib import Path
 
@@ -125,6 +127,33 @@ async def test_two_remotes_run_concurrently(instances):
     assert hist["status"]["status_str"] == "success", hist["status"]
     # concurrent: about the slower one, far from the sum
     assert t_ab < max(t_a, t_b) + 0.5 * min(t_a, t_b), (t_a, t_b, t_ab)
+
+
+def progress_texts(messages: list, node: str) -> list[str]:
+    """The node's progress text (ComfyUI binary event 3: node-id length, node id, UTF-8 text)."""
+    out = []
+    for m in messages:
+        if m.get("type") == "binary" and struct.unpack(">I", m["data"][:4])[0] == 3:
+            n = struct.unpack(">I", m["data"][4:8])[0]
+            if m["data"][8:8 + n].decode() == node:
+                out.append(m["data"][8 + n:].decode())
+    return out
+
+
+async def test_waiting_node_shows_progress_bar_and_text(instances):
+    local, _, _ = instances
+    prompt = {**slow_inputs(20, 8, 0.25), **remote_chain("comfyui", "slow.json", 1, "e2e_text", inputs=["21", 0])}
+    async with harness.Client(local.url) as c:
+        pid = await c.queue(prompt)
+        hist = await c.wait_done(pid)
+        messages = list(c.messages)
+    assert hist["status"]["status_str"] == "success"
+    texts = progress_texts(messages, "2")  # the RemoteWait node
+    assert any("SandboxSlowPass #2" in t and "/8" in t for t in texts), texts
+    assert all(re.search(r"\d+:\d\d", t) for t in texts), texts
+    bars = [m["data"] for m in messages if m.get("type") == "progress" and m["data"].get("node") == "2"]
+    values = [b["value"] for b in bars]
+    assert bars and bars[-1]["max"] == 1000 and values[-1] == 1000 and any(0 < v < 1000 for v in values)
 
 
 async def test_blocking_local_node_does_not_stall_the_remote_watch(instances):
