@@ -260,7 +260,9 @@ class TensorArtProvider(Provider):
         headers = self._headers(method, path)
         await self._pacer.wait()
         try:
-            resp = await self.http.request(method, url, data=data, headers=headers, idempotent=idempotent)
+            resp = await self.http.request(method, url, data=data, headers=headers, idempotent=idempotent,
+                                           retry_if=lambda r: isinstance(
+                                               self._status_error(r, what=what, creates=creates), TransientError))
         except AmbiguousSubmit:
             raise
         except TransientError as e:
