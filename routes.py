@@ -15,7 +15,7 @@ from aiohttp import web
 from .engine import media, redaction
 from .engine.journal import STATE_FILTERS
 from .engine.profiles import SECRET_FIELDS
-from .providers.base import ConfigError, NotFound, RemoteError
+from .providers.base import ConfigError, RemoteError
 
 PREFIX = "/comfyui_remote"
 MAX_LIMIT = 200

@@ -15,73 +15,32 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import json
-import mimetypes
-import re
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 from ..providers import provider_class
-from ..providers.base import (AmbiguousSubmit, CapacityBusy, ConfigError, NotFound, NotSupported, Output,
-                              Override, ProtocolError, Provider, RemoteError, RemoteRef, RejectedInput, State,
-                              SubmitSpec, TaskUpdate, TransientError, last_wins)
-from . import media, redaction
+from ..providers.base import (AmbiguousSubmit, CapacityBusy, NotFound, NotSupported, Override, ProtocolError,
+                              Provider, RemoteError, RemoteRef, State, SubmitSpec, TaskUpdate, TransientError,
+                              last_wins)
+from . import redaction
+from .downloads import DownloadsMixin
 from .events import EventHub
 from .journal import Journal
+from .live import Live, new_task_id, task_json
 from .profiles import Profile, Profiles
+from .recovery import RecoveryMixin
 from .transfer import Http, RetryPolicy
+from .workflows import resolve_workflow, reuse_key as make_reuse_key
 
 log = redaction.get_logger("comfyui_remote.engine")
 
 WATCH_BACKOFF_CAP_S = 30.0
-UNSENT_GRACE_S = 60.0  # after a crash mid-submit, how long a late-arriving task is looked for
 CAPACITY_BACKOFF_CAP_S = 30.0
-DOWNLOAD_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4",
-                "audio/mpeg": ".mp3", "audio/wav": ".wav", "text/plain": ".txt"}
 
 
-def task_json(row: dict, outputs: list[dict]) -> dict:
-    """The Task JSON of design §4 (routes, events, panel)."""
-    def iso(t: Optional[float]) -> Optional[str]:
-        if not t:
-            return None
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"
-
-    return {
-        "id": row["id"], "remote_id": row.get("remote_id"), "profile": row["profile"],
-        "provider": row["provider"], "workflow": row.get("workflow"), "state": row["state"],
-        "reused": bool(row.get("reused")), "queue_position": row.get("queue_position"),
-        "queue_length": row.get("queue_length"), "progress": row.get("progress"), "node": row.get("node"),
-        "step": row.get("step"), "max_steps": row.get("max_steps"), "eta_s": row.get("eta_s"),
-        "message": row.get("message"), "cost": row.get("cost"), "error": row.get("error"),
-        "can_cancel": bool(row.get("can_cancel")), "console_url": row.get("console_url"),
-        "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
-        "started_at": iso(row.get("started_at")), "finished_at": iso(row.get("finished_at")),
-        "outputs_state": row.get("outputs_state"),
-        "outputs": [{"n": o["n"], "kind": o["kind"], "filename": o.get("filename"), "width": o.get("width"),
-                     "height": o.get("height"), "node": o.get("node"), "field": o.get("field")}
-                    for o in outputs],
-    }
-
-
-@dataclass
-class Live:
-    """An active task in memory (the journal row is the durable copy)."""
-
-    row: dict
-    provider: Provider
-    ref: Optional[RemoteRef] = None
-    done: Optional[asyncio.Future] = None
-    watcher: Optional[asyncio.Task] = None
-    cancel_requested: bool = False
-    holds_slot: bool = False  # a max_concurrent slot of its profile, released when it ends
-
-
-class TaskManager:
+class TaskManager(RecoveryMixin, DownloadsMixin):
     def __init__(self, home: Path, results_dir: Path, *, profiles: Optional[Profiles] = None,
                  policy: Optional[RetryPolicy] = None, sandbox_workflows: Optional[Path] = None):
         self.home = Path(home)
@@ -219,10 +178,10 @@ class TaskManager:
         self.profiles.validate_provider(profile)
         profile.check_configured()
         provider = self.provider(profile)
-        text, label = self._resolve_workflow(workflow, profile)
+        text, label = resolve_workflow(workflow, profile, self.home, self.sandbox_workflows)
         overrides = list(last_wins(overrides))
         spec = SubmitSpec(workflow=text, overrides=tuple(overrides), profile=profile.name)
-        reuse_key = self._reuse_key(profile, text, overrides)
+        reuse_key = make_reuse_key(profile, text, overrides)
         if reuse:
             reused = await self._try_reuse(reuse_key, profile, label, owner, task_id)
             if reused is not None:
@@ -249,7 +208,7 @@ class TaskManager:
             raise
         if ref is None:  # cancelled while submitting (and cancelled remotely where possible)
             return task_id
-        live.watcher = asyncio.ensure_future(self._watch(live))
+        live.watcher = self._spawn(self._watch(live))
         return task_id
 
     async def _submit_steps(self, live: Live, spec: SubmitSpec) -> Optional[RemoteRef]:
@@ -356,41 +315,7 @@ class TaskManager:
         while time.monotonic() < end and not live.cancel_requested:
             await asyncio.sleep(min(0.2, end - time.monotonic()))
 
-    # ================================================================ workflow & reuse
-    def _resolve_workflow(self, workflow: str, profile: Profile) -> tuple[str, str]:
-        """A workflow widget → (text sent, short label). A bare ``*.json`` name is read from
-        ``$COMFYUI_REMOTE_HOME/workflows/`` (the sandbox also ships its own)."""
-        text = (workflow or "").strip()
-        if not text:
-            raise RejectedInput("the workflow is empty", field="workflow", provider=profile.provider,
-                                profile=profile.name, hint=_workflow_hint(profile.provider))
-        if "\n" not in text and text.lower().endswith(".json") and not text.startswith("{"):
-            name = Path(text).name
-            dirs = [self.home / "workflows"]
-            if profile.provider == "sandbox" and self.sandbox_workflows is not None:
-                dirs.append(self.sandbox_workflows)
-            for d in dirs:
-                path = d / name
-                if path.is_file():
-                    return path.read_text(), name
-            raise RejectedInput(f"workflow file {name!r} not found", field="workflow", provider=profile.provider,
-                                profile=profile.name, hint=f"put it in {dirs[0]}" + (
-                                    f" (the sandbox ships: {', '.join(sorted(p.name for p in dirs[1].glob('*.json')))})"
-                                    if len(dirs) > 1 else ""))
-        if text.startswith("{"):
-            return text, _graph_label(text)
-        return text, text[:80]
-
-    @staticmethod
-    def _reuse_key(profile: Profile, text: str, overrides: list[Override]) -> str:
-        try:  # JSON graphs: key on content, not formatting
-            canon = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
-        except ValueError:
-            canon = text
-        items = [(o.target.strip(), o.kind, o.sha256 if o.kind == "image" else repr(o.value)) for o in overrides]
-        blob = json.dumps([profile.name, profile.provider, profile.url, canon, items], sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()
-
+    # ================================================================ reuse
     async def _try_reuse(self, reuse_key: str, profile: Profile, label: str, owner: Optional[str],
                          task_id: Optional[str]) -> Optional[str]:
         candidates = await self._db(self.journal.find_reusable, reuse_key) or []  # type: ignore[union-attr]
@@ -485,66 +410,6 @@ class TaskManager:
                     raise
                 await asyncio.sleep(self.policy.delay(attempt))
 
-    # ================================================================ results
-    def result_dir(self, row: dict) -> Path:
-        return self.results_dir / "remote" / _safe(row["provider"]) / _safe(row["id"])
-
-    async def _download_all(self, live: Live, outputs: list[Output]) -> None:
-        """Download every output at once (result URLs expire) and record them."""
-        uniq: list[Output] = []
-        seen: set = set()
-        for o in outputs:
-            key = o.url or (o.kind, o.field, o.text)
-            if key in seen:
-                continue
-            seen.add(key)
-            uniq.append(o)
-        await self._save(live, state=State.RUNNING.value if live.row["state"] != State.ABANDONED.value else
-                         State.ABANDONED.value, progress=1.0, message=f"downloading {len(uniq)} result(s)",
-                         outputs_state="pending", pending_outputs=[o.to_json() for o in uniq])
-        saved, problems = await self._fetch_outputs(live.row, live.provider, uniq)
-        await self._db(self.journal.set_outputs, live.row["id"], saved)  # type: ignore[union-attr]
-        if problems:
-            await self._finish(live, State.SUCCEEDED, outputs_state="partial" if saved else "missing",
-                               message=f"finished; {len(problems)} result file(s) could not be downloaded",
-                               error_text="; ".join(problems))
-        else:
-            await self._finish(live, State.SUCCEEDED, outputs_state="saved", pending_outputs=None,
-                               message=f"finished with {len(saved)} output(s)")
-
-    async def _fetch_outputs(self, row: dict, provider: Provider, outputs: list[Output]) -> tuple[list[dict], list[str]]:
-        folder = self.result_dir(row)
-        saved: list[dict] = []
-        problems: list[str] = []
-        used: set[str] = set()
-        for n, o in enumerate(outputs):
-            rec = {"n": n, "kind": o.kind, "filename": o.filename, "node": o.node, "field": o.field, "mime": o.mime}
-            if o.kind == "text" or (o.url is None and o.text is not None):
-                rec.update(kind="text", text=o.text, filename=o.filename or f"{o.field or o.node or n}.txt")
-                saved.append(rec)
-                continue
-            if not o.url:
-                problems.append(f"output {n} has no URL")
-                continue
-            name = _unique(_safe(o.filename or _name_from_url(o.url) or f"output_{n}"), used)
-            dest = folder / name
-            try:
-                dl = await provider.http.download(o.url, dest, headers=provider.download_headers(o))
-            except RemoteError as e:
-                problems.append(str(e.with_context(provider=row["provider"], profile=row["profile"])))
-                continue
-            mime = o.mime or dl.mime or mimetypes.guess_type(name)[0]
-            if not Path(name).suffix and mime in DOWNLOAD_EXT:
-                new = dest.with_name(name + DOWNLOAD_EXT[mime])
-                await asyncio.to_thread(dest.rename, new)
-                dest, name = new, new.name
-            size = await asyncio.to_thread(media.image_size, await asyncio.to_thread(dest.read_bytes)) \
-                if (o.kind == "image" or (mime or "").startswith("image/")) else None
-            rec.update(filename=name, path=str(dest), mime=mime, size=dl.size, sha256=dl.sha256,
-                       width=size[0] if size else None, height=size[1] if size else None)
-            saved.append(rec)
-        return saved, problems
-
     # ================================================================ finishing
     async def _finish(self, live: Live, state: State, *, error: Any = None, message: Optional[str] = None,
                       outputs_state: Optional[str] = None, error_text: Optional[str] = None,
@@ -629,120 +494,6 @@ class TaskManager:
         if live.done is not None and not live.done.done():
             live.done.set_result(live.row["id"])
 
-    # ================================================================ recover & reattach
-    async def recover(self, ident: str, profile_name: Optional[str] = None) -> str:
-        """Find a task by local or remote id; re-attach it (or adopt a remote id unknown to the
-        journal); re-download missing results. Returns the local id."""
-        ident = (ident or "").strip()
-        if not ident:
-            raise RejectedInput("task_id is empty", field="task_id", hint="give a local task id or a remote id")
-        row = await self._db(self.journal.get, ident) or await self._db(self.journal.by_remote_id, ident, profile_name)  # type: ignore[union-attr]
-        if row is None:
-            if not profile_name:
-                raise NotFound(f"no task {ident!r} in the journal", field="task_id",
-                               hint="for a remote id submitted elsewhere, choose its profile too")
-            profile = self.profiles.get(profile_name)
-            profile.check_configured()
-            provider = self.provider(profile)
-            task_id = new_task_id()
-            row = await self._db(self.journal.create, task_id, profile=profile.name, provider=profile.provider,  # type: ignore[union-attr]
-                                 workflow="(recovered)", remote_id=ident, state=State.QUEUED.value,
-                                 phase="acknowledged", can_cancel=provider.capabilities.cancel,
-                                 message="recovering a task submitted elsewhere")
-        if row.get("reused") and row.get("reused_from"):
-            return row["id"]
-        if row["state"] == State.SUCCEEDED.value and row.get("outputs_state") == "saved":
-            outs = await self._db(self.journal.outputs, row["id"])  # type: ignore[union-attr]
-            if any(o.get("path") and not Path(o["path"]).is_file() for o in outs):
-                # a saved file was deleted: fetch the results again from the service
-                await self._save(row["id"], outputs_state="missing", message="a result file is missing; "
-                                                                              "fetching it again")
-                row = await self._db(self.journal.get, row["id"])  # type: ignore[union-attr]
-        await self._reattach_row(row)
-        return row["id"]
-
-    async def reattach(self) -> None:
-        """On start: follow every unfinished task again, fetch missing results (background)."""
-        rows = await self._db(self.journal.unfinished)  # type: ignore[union-attr]
-        for row in rows:
-            try:
-                await self._reattach_row(row)
-            except RemoteError as e:
-                await self._save(row["id"], message=f"could not re-attach: {e}")
-            except Exception:
-                log.exception("re-attach of task %s failed", row["id"])
-
-    async def _reattach_row(self, row: dict) -> None:
-        if row["id"] in self._live:
-            return
-        state = State(row["state"])
-        if state is State.SUCCEEDED and row.get("outputs_state") == "saved":
-            return
-        provider = self._provider_for_row(row)
-        live = Live(row=row, provider=provider, done=asyncio.get_running_loop().create_future())
-        if row.get("remote_id"):
-            live.ref = RemoteRef(row["remote_id"], row.get("remote_data") or {}, row.get("console_url"))
-        if state is State.SUCCEEDED or (state in (State.FAILED,) and row.get("outputs_state") == "pending"):
-            pending = [Output.from_json(o) for o in (row.get("pending_outputs") or [])]
-            self._live[row["id"]] = live
-            if pending:
-                self._spawn(self._download_all(live, pending))
-            else:
-                live.watcher = asyncio.ensure_future(self._watch(live))
-            return
-        if live.ref is None or row.get("phase") in ("prepared", "sending"):
-            self._spawn(self._resolve_unsent(live, row))
-            return
-        if state.terminal:
-            # failed/cancelled with a remote id: look again (e.g. recovered after a timeout)
-            await self._save(live, state=State.QUEUED.value, error=None, message="re-attaching")
-        self._live[row["id"]] = live
-        live.watcher = asyncio.ensure_future(self._watch(live))
-
-    async def _resolve_unsent(self, live: Live, row: dict) -> None:
-        """A task journalled as submitting without a remote id (ComfyUI stopped mid-submit)."""
-        provider = live.provider
-        key = row.get("submission_key")
-        if row.get("phase") == "prepared" or not key:
-            await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
-                             message="ComfyUI stopped before this task was submitted; nothing was paid")
-            return
-        caps = provider.capabilities
-        if caps.findable or caps.idempotent_submit or caps.client_chosen_id:
-            # a request that reached the service just before ComfyUI died may still be processed:
-            # look again until the grace period after the submit attempt has passed
-            deadline = (row.get("updated_at") or time.time()) + UNSENT_GRACE_S
-            while True:
-                try:
-                    ref, why = await provider.find(key, SubmitSpec(workflow="", profile=row["profile"])), None
-                except RemoteError as e:
-                    ref, why = None, str(e)
-                if ref is not None or time.time() >= deadline:
-                    break
-                await self._save(live, message="ComfyUI stopped while submitting; checking whether the service "
-                                               "received the task")
-                await asyncio.sleep(min(5.0, max(0.1, deadline - time.time())))
-            if ref is not None:
-                live.ref = ref
-                await self._save(live, remote_id=ref.remote_id, remote_data=ref.data, console_url=ref.console_url,
-                                 phase="acknowledged", state=State.QUEUED.value, message="re-attached after restart")
-                self._live[row["id"]] = live
-                live.watcher = asyncio.ensure_future(self._watch(live))
-                return
-            if why is None:  # the service answered: no task under this key
-                await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
-                                 message="ComfyUI stopped while submitting and the service never received the task, "
-                                         "so nothing was paid — queue it again")
-                return
-            await self._save(live, state=State.FAILED.value, finished_at=time.time(), error_kind="ambiguous_submit",
-                             error=f"[{row['provider']}/{row['profile']}] ComfyUI stopped while submitting; {why}. "
-                                   f"Not resubmitted automatically — check the service before queueing again.")
-            return
-        await self._save(live, state=State.FAILED.value, finished_at=time.time(), error_kind="ambiguous_submit",
-                         error=f"[{row['provider']}/{row['profile']}] ComfyUI stopped while this task was being "
-                               f"submitted and {provider.id} cannot tell whether it arrived — check its console "
-                               f"before queueing again (not resubmitted, so you are not billed twice)")
-
     # ================================================================ profiles
     async def test_profile(self, name: str) -> tuple[bool, str]:
         try:
@@ -761,47 +512,3 @@ class TaskManager:
         return [self._snapshots.get(r["id"]) or task_json(r, self.journal.outputs(r["id"])) for r in rows], nxt  # type: ignore[union-attr]
 
 
-def new_task_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-def _workflow_hint(provider: str) -> str:
-    return {
-        "runninghub": "give a workflow id, app:<webappId>, or an API-format graph",
-        "tensorart": "give a template id or an API-format graph",
-        "speedpix": "give a workflow_id, optionally with @alias or #version",
-        "nextgpu": "give the app title",
-    }.get(provider, "paste an API-format graph (Workflow → Export (API)) or a file name from the workflows folder")
-
-
-def _graph_label(text: str) -> str:
-    try:
-        graph = json.loads(text)
-        if isinstance(graph, dict) and isinstance(graph.get("prompt"), dict):
-            graph = graph["prompt"]
-        classes = [v.get("class_type", "?") for v in graph.values() if isinstance(v, dict)]
-        return f"graph of {len(classes)} nodes ({', '.join(sorted(set(classes))[:3])}…)"
-    except Exception:
-        return "graph"
-
-
-def _safe(name: str) -> str:
-    name = re.sub(r"[^\w.\-]+", "_", str(name)).strip("._") or "file"
-    return name[:120]
-
-
-def _unique(name: str, used: set) -> str:
-    base, dot, ext = name.rpartition(".")
-    if not dot:
-        base, ext = name, ""
-    candidate, i = name, 1
-    while candidate in used:
-        candidate = f"{base}_{i}.{ext}" if ext else f"{base}_{i}"
-        i += 1
-    used.add(candidate)
-    return candidate
-
-
-def _name_from_url(url: str) -> str:
-    path = url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
-    return path.rsplit("/", 1)[-1] if "/" in path else ""
