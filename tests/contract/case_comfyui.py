@@ -25,7 +25,27 @@ def slow_text() -> str:
     return (WORKFLOWS / "slow.json").read_text()
 
 
-class ComfyUICase(ContractCase):
+class ComfyWorkflows(ContractCase):
+    """The graphs every ComfyUI-speaking case runs (fake, sandbox, real server): sandbox node types."""
+
+    def workflow_single(self) -> tuple[str, list[tuple[str, str, object]], Expect]:
+        overrides = [("text", "1.text", "#3366cc"), ("int", "2.steps", 6), ("float", "2.step_seconds", 0.05)]
+        return slow_text(), overrides, Expect(images=[(64, 64, (0x33, 0x66, 0xCC))])
+
+    def workflow_multi(self) -> tuple[str, list, Expect]:
+        return MULTI, [], Expect(images=[(32, 16, (255, 0, 0)), (32, 16, (0, 255, 255))])
+
+    def workflow_upload(self) -> Optional[tuple[str, str]]:
+        return ECHO, "10.image"
+
+    def workflow_slow(self) -> tuple[str, list]:
+        return slow_text(), [("int", "2.steps", 400), ("float", "2.step_seconds", 0.05)]
+
+    def bad_target(self) -> tuple[str, list]:
+        return slow_text(), [("int", "2.stepz", 3)]
+
+
+class ComfyUICase(ComfyWorkflows):
     provider = "comfyui"
     faults = frozenset({"submit_5xx", "submit_429", "submit_drop_after", "poll_5xx", "poll_malformed", "ws_drop",
                         "download_truncated", "download_expired", "node_error", "slow_answers"})
@@ -44,22 +64,6 @@ class ComfyUICase(ContractCase):
         if key and not key.startswith("WRONG-"):
             self.cf.token = key  # the proxy's token is the one the suite means to be right
         return {"provider": "comfyui", "url": self.cf.url, "token": key, "poll_interval_s": 0.05}
-
-    def workflow_single(self) -> tuple[str, list[tuple[str, str, object]], Expect]:
-        overrides = [("text", "1.text", "#3366cc"), ("int", "2.steps", 6), ("float", "2.step_seconds", 0.05)]
-        return slow_text(), overrides, Expect(images=[(64, 64, (0x33, 0x66, 0xCC))])
-
-    def workflow_multi(self) -> tuple[str, list, Expect]:
-        return MULTI, [], Expect(images=[(32, 16, (255, 0, 0)), (32, 16, (0, 255, 255))])
-
-    def workflow_upload(self) -> Optional[tuple[str, str]]:
-        return ECHO, "10.image"
-
-    def workflow_slow(self) -> tuple[str, list]:
-        return slow_text(), [("int", "2.steps", 400), ("float", "2.step_seconds", 0.05)]
-
-    def bad_target(self) -> tuple[str, list]:
-        return slow_text(), [("int", "2.stepz", 3)]
 
     def remote_tasks(self) -> int:
         return len(self.cf.created)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Optional
-
-from .case import ContractCase, Expect
-from .case_comfyui import ECHO, MULTI, slow_text
+from .case import Expect
+from .case_comfyui import ComfyWorkflows, slow_text
 
 
 def _get(url: str) -> dict:
@@ -16,7 +14,7 @@ def _get(url: str) -> dict:
         return json.loads(r.read())
 
 
-class RealComfyUICase(ContractCase):
+class RealComfyUICase(ComfyWorkflows):
     provider = "comfyui"
     requires = "remote_comfy"  # session fixture giving the running instance
     faults = frozenset({"node_error"})
@@ -37,25 +35,12 @@ class RealComfyUICase(ContractCase):
         return {"provider": "comfyui", "url": self.url, "token": key, "poll_interval_s": 0.1}
 
     def workflow_single(self) -> tuple[str, list, Expect]:
-        overrides = [("text", "1.text", "#3366cc"), ("int", "2.steps", 6), ("float", "2.step_seconds", 0.05)]
         if self._fail_next:
             self._fail_next = False
             graph = json.loads(slow_text())
             graph["2"] = {"class_type": "SandboxFail", "inputs": {"image": ["1", 0], "message": "injected failure"}}
-            return json.dumps(graph), overrides[:1], Expect(images=[])
-        return slow_text(), overrides, Expect(images=[(64, 64, (0x33, 0x66, 0xCC))])
-
-    def workflow_multi(self) -> tuple[str, list, Expect]:
-        return MULTI, [], Expect(images=[(32, 16, (255, 0, 0)), (32, 16, (0, 255, 255))])
-
-    def workflow_upload(self) -> Optional[tuple[str, str]]:
-        return ECHO, "10.image"
-
-    def workflow_slow(self) -> tuple[str, list]:
-        return slow_text(), [("int", "2.steps", 400), ("float", "2.step_seconds", 0.05)]
-
-    def bad_target(self) -> tuple[str, list]:
-        return slow_text(), [("int", "2.stepz", 3)]
+            return json.dumps(graph), [("text", "1.text", "#3366cc")], Expect(images=[])
+        return super().workflow_single()
 
     def remote_tasks(self) -> int:
         q = _get(self.url + "/queue")

@@ -4,14 +4,11 @@ since ``start()`` through ``FakeComfyUI.LIVE``. Faults are played by the ``comfy
 client code, same fake); the sandbox has no key, so it has no auth scenario (``has_auth``)."""
 from __future__ import annotations
 
-from typing import Optional
-
 from ..fakes.comfyui import FakeComfyUI
-from .case import ContractCase, Expect
-from .case_comfyui import ECHO, MULTI, slow_text
+from .case_comfyui import ComfyWorkflows
 
 
-class SandboxCase(ContractCase):
+class SandboxCase(ComfyWorkflows):
     provider = "sandbox"
     faults = frozenset()
     has_auth = False
@@ -25,22 +22,6 @@ class SandboxCase(ContractCase):
 
     def profile(self, key: str) -> dict:
         return {"provider": "sandbox", "poll_interval_s": 0.05}
-
-    def workflow_single(self) -> tuple[str, list[tuple[str, str, object]], Expect]:
-        overrides = [("text", "1.text", "#3366cc"), ("int", "2.steps", 6), ("float", "2.step_seconds", 0.05)]
-        return slow_text(), overrides, Expect(images=[(64, 64, (0x33, 0x66, 0xCC))])
-
-    def workflow_multi(self) -> tuple[str, list, Expect]:
-        return MULTI, [], Expect(images=[(32, 16, (255, 0, 0)), (32, 16, (0, 255, 255))])
-
-    def workflow_upload(self) -> Optional[tuple[str, str]]:
-        return ECHO, "10.image"
-
-    def workflow_slow(self) -> tuple[str, list]:
-        return slow_text(), [("int", "2.steps", 400), ("float", "2.step_seconds", 0.05)]
-
-    def bad_target(self) -> tuple[str, list]:
-        return slow_text(), [("int", "2.stepz", 3)]
 
     def remote_tasks(self) -> int:
         return sum(len(f.created) for f in self._fakes())

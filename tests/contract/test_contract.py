@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import io
 import json
 from pathlib import Path
 

@@ -687,7 +687,7 @@ class FakeComfyUI(FakeServer):
             except Exception as e:
                 exc = e.exc if isinstance(e, NodeFailure) else e
                 success = False
-                tb = [f'  File "<ComfyUI>/execution.py", line 496, in execute\n',
+                tb = ['  File "<ComfyUI>/execution.py", line 496, in execute\n',
                       f'  File "<fake>/comfyui_nodes.py", in {ntype.name}\n    raise {type(exc).__name__}\n']
                 mod = type(exc).__module__
                 await run.add_message("execution_error", {

@@ -4,7 +4,6 @@ re-attach, timeouts of nodes are left to the e2e suite."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import numpy as np
