@@ -30,8 +30,7 @@ class DownloadsMixin:
                 continue
             seen.add(key)
             uniq.append(o)
-        await self._save(live, state=State.RUNNING.value if live.row["state"] != State.ABANDONED.value else
-                         State.ABANDONED.value, progress=1.0, message=f"downloading {len(uniq)} result(s)",
+        await self._save(live, state=State.RUNNING.value, progress=1.0, message=f"downloading {len(uniq)} result(s)",
                          outputs_state="pending", pending_outputs=[o.to_json() for o in uniq])
         saved, problems = await self._fetch_outputs(live.row, live.provider, uniq)
         await self._db(self.journal.set_outputs, live.row["id"], saved)  # type: ignore[union-attr]

@@ -44,6 +44,7 @@ class Live:
     done: Optional[asyncio.Future] = None
     watcher: Optional[asyncio.Task] = None
     cancel_requested: bool = False
+    abandoned: bool = False  # stopped waiting where the provider cannot cancel; still followed
     holds_slot: bool = False  # a max_concurrent slot of its profile, released when it ends
 
 

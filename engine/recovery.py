@@ -67,7 +67,8 @@ class RecoveryMixin:
         if state is State.SUCCEEDED and row.get("outputs_state") == "saved":
             return
         provider = self._provider_for_row(row)
-        live = Live(row=row, provider=provider, done=asyncio.get_running_loop().create_future())
+        live = Live(row=row, provider=provider, done=asyncio.get_running_loop().create_future(),
+                    abandoned=state is State.ABANDONED)
         if row.get("remote_id"):
             live.ref = RemoteRef(row["remote_id"], row.get("remote_data") or {}, row.get("console_url"))
         if state is State.SUCCEEDED or (state in (State.FAILED,) and row.get("outputs_state") == "pending"):

@@ -158,6 +158,9 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
     async def _save(self, live_or_id: Any, **fields: Any) -> dict:
         """Write fields to the journal, refresh the snapshot, publish an event."""
         task_id = live_or_id.row["id"] if isinstance(live_or_id, Live) else live_or_id
+        if isinstance(live_or_id, Live) and live_or_id.abandoned and fields.get("state") in (
+                State.QUEUED.value, State.RUNNING.value):
+            fields.pop("state")  # an update read before the task was abandoned must not revive it
         if fields:
             await self._db(self.journal.update, task_id, **fields)  # type: ignore[union-attr]
         row = await self._db(self.journal.get, task_id)  # type: ignore[union-attr]
@@ -381,7 +384,7 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
             value = getattr(upd, name)
             if value is not None:
                 fields[name] = value
-        if upd.state in (State.QUEUED, State.RUNNING) and live.row["state"] != State.ABANDONED.value:
+        if upd.state in (State.QUEUED, State.RUNNING):
             fields["state"] = upd.state.value
             if upd.state is State.RUNNING:
                 fields.setdefault("queue_position", None)
@@ -487,6 +490,7 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
                 live.watcher.cancel()
             await self._finish(live, State.CANCELLED, message=reason)
             return
+        live.abandoned = True
         await self._save(live, state=State.ABANDONED.value,
                          message=f"stopped waiting: {provider.id} has no cancel, so the remote task may still run "
                                  f"and bill; it stays tracked and its result is fetched if it finishes "

@@ -168,3 +168,30 @@ async def test_reattach_after_restart_downloads_a_result_that_finished_meanwhile
     finally:
         await asyncio.to_thread(m2.stop)
         await fake.stop()
+
+
+async def test_abandoned_task_is_still_followed_and_its_result_saved(home, tmp_path):
+    """Interrupted where the service cannot cancel: tracked as abandoned, and when the remote task
+    finishes anyway its (paid) result is downloaded."""
+    from comfyui_remote.tests.fakes.speedpix import FakeSpeedPix
+
+    fake = FakeSpeedPix(queue_s=0.3, run_s=1.0)
+    await fake.start()
+    with open(home / "profiles.toml", "a") as fh:
+        fh.write(f'[profiles.sp]\nprovider = "speedpix"\nurl = "{fake.url}"\napp_key = "test-app-key"\n'
+                 f'app_secret = "test-app-secret"\npoll_interval_s = 0.05\n')
+    m = manager(home, tmp_path / "out").start(reattach=False)
+    try:
+        tid = await run(m, m.submit("sp", "wf_solid", [Override("prompt", "text", "abandon me")], reuse=False))
+        snap = await run(m, m.cancel(tid, "interrupted in ComfyUI"))
+        assert snap["state"] == "abandoned" and "may still run and bill" in snap["message"]
+        for _ in range(200):
+            snap = m.snapshot(tid)
+            if snap["state"] == "succeeded":
+                break
+            await asyncio.sleep(0.05)
+        assert snap["state"] == "succeeded" and snap["outputs"], snap
+        assert Path(m.outputs_of(tid)[0]["path"]).is_file()
+    finally:
+        await asyncio.to_thread(m.stop)
+        await fake.stop()
