@@ -226,7 +226,16 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
         if slot.locked():
             await self._save(live, message=f"waiting for a free slot (max_concurrent "
                                            f"{live.provider.profile.max_concurrent} for this profile)")
-        await slot.acquire()
+        while True:  # in slices, so a cancel while waiting for a slot ends the task at once
+            if live.cancel_requested:
+                await self._finish(live, State.CANCELLED, message="cancelled while waiting for a free slot; "
+                                                                  "nothing was paid")
+                return None
+            try:
+                await asyncio.wait_for(slot.acquire(), 0.25)
+                break
+            except asyncio.TimeoutError:
+                continue
         live.holds_slot = True
         try:
             spec = await self._upload_inputs(live, spec)

@@ -119,11 +119,12 @@ async def test_cancel_requested_before_submit_stops_before_paying(started):
             break
         await asyncio.sleep(0.01)
     await run(m, m.cancel("waiting000000001"))
-    await run(m, m.cancel(blocker))
-    tid = await fut
+    tid = await fut  # ends while the blocker still holds the only slot
     snap = await run(m, m.wait(tid))
     assert snap["state"] == "cancelled" and created() == before
     assert "nothing was paid" in snap["message"]
+    assert (m.snapshot(blocker) or {})["state"] in ("queued", "running")
+    await run(m, m.cancel(blocker))
 
 
 async def test_unknown_profile_and_missing_credentials_name_what_to_set(started, monkeypatch):
