@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     owner TEXT,
     outputs_state TEXT NOT NULL DEFAULT 'none',
     pending_outputs TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     started_at REAL,
@@ -75,7 +76,8 @@ CREATE TABLE IF NOT EXISTS outputs (
 TASK_FIELDS = ("remote_id", "profile", "provider", "workflow", "state", "phase", "reused", "reused_from",
                "reuse_key", "submission_key", "queue_position", "queue_length", "progress", "node", "step",
                "max_steps", "eta_s", "message", "cost", "error", "error_kind", "can_cancel", "console_url",
-               "remote_data", "owner", "outputs_state", "pending_outputs", "started_at", "finished_at")
+               "remote_data", "owner", "outputs_state", "pending_outputs", "cancel_requested", "started_at",
+               "finished_at")
 JSON_FIELDS = ("remote_data", "pending_outputs")
 TEXT_FIELDS = ("message", "error", "workflow", "node")  # scrubbed before they are stored
 OUTPUT_FIELDS = ("kind", "filename", "path", "node", "field", "mime", "width", "height", "size", "sha256", "text")
@@ -97,6 +99,13 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added since a journal was created (ALTER TABLE, defaults as in SCHEMA)."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(tasks)").fetchall()}
+        if "cancel_requested" not in have:
+            self._db.execute("ALTER TABLE tasks ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -179,12 +188,20 @@ class Journal:
                 "ORDER BY seq DESC LIMIT 5", (reuse_key,)).fetchall()
         return [self._row(r) for r in rows] or None  # type: ignore[return-value]
 
+    def find_active(self, reuse_key: str) -> Optional[dict]:
+        """The newest task with this reuse key that is still on its way (and not being cancelled)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM tasks WHERE reuse_key = ? AND reused = 0 AND cancel_requested = 0 AND state IN "
+                "('submitting', 'queued', 'running', 'abandoned') ORDER BY seq DESC LIMIT 1", (reuse_key,)).fetchone()
+        return self._row(row) if row else None
+
     def unfinished(self) -> list[dict]:
         """Tasks to re-attach after a restart: not terminal, or finished with results missing."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM tasks WHERE state IN ('submitting', 'queued', 'running', 'abandoned') "
-                "OR (state = 'succeeded' AND reused = 0 AND outputs_state IN ('pending', 'partial')) "
+                "OR (state = 'succeeded' AND reused = 0 AND outputs_state IN ('pending', 'partial', 'missing')) "
                 "ORDER BY seq").fetchall()
         return [self._row(r) for r in rows]
 
@@ -223,4 +240,5 @@ class Journal:
                     d[k] = None
         d["reused"] = bool(d.get("reused"))
         d["can_cancel"] = bool(d.get("can_cancel"))
+        d["cancel_requested"] = bool(d.get("cancel_requested"))
         return d

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from ..providers.base import Provider, RemoteRef
@@ -24,7 +24,9 @@ def task_json(row: dict, outputs: list[dict]) -> dict:
         "queue_length": row.get("queue_length"), "progress": row.get("progress"), "node": row.get("node"),
         "step": row.get("step"), "max_steps": row.get("max_steps"), "eta_s": row.get("eta_s"),
         "message": row.get("message"), "cost": row.get("cost"), "error": row.get("error"),
-        "can_cancel": bool(row.get("can_cancel")), "console_url": row.get("console_url"),
+        "can_cancel": bool(row.get("can_cancel")) and row.get("state") in ("submitting", "queued", "running")
+        and row.get("outputs_state") != "pending" and not row.get("cancel_requested"),
+        "console_url": row.get("console_url"),
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         "started_at": iso(row.get("started_at")), "finished_at": iso(row.get("finished_at")),
         "outputs_state": row.get("outputs_state"),
@@ -41,11 +43,18 @@ class Live:
     row: dict
     provider: Provider
     ref: Optional[RemoteRef] = None
-    done: Optional[asyncio.Future] = None
+    done: Optional[asyncio.Future] = None  # set when the task ends (or is abandoned)
     watcher: Optional[asyncio.Task] = None
+    canceller: Optional[asyncio.Task] = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # poll now (a push said it ended, a cancel went out)
     cancel_requested: bool = False
     abandoned: bool = False  # stopped waiting where the provider cannot cancel; still followed
+    downloading: bool = False  # results are being saved: a cancel no longer applies
     holds_slot: bool = False  # a max_concurrent slot of its profile, released when it ends
+
+    @property
+    def id(self) -> str:
+        return self.row["id"]
 
 
 def new_task_id() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -126,6 +126,15 @@ def stack_images(images: Sequence[DecodedImage], names: Sequence[str]) -> tuple[
 def image_size(data: bytes) -> Optional[tuple[int, int]]:
     try:
         with Image.open(io.BytesIO(data)) as pil:
+            return pil.size
+    except Exception:
+        return None
+
+
+def image_size_of_file(path: Any) -> Optional[tuple[int, int]]:
+    """Width and height from the file's header (the pixels are not decoded)."""
+    try:
+        with Image.open(path) as pil:
             return pil.size
     except Exception:
         return None

@@ -1,5 +1,6 @@
 """Re-attaching after a restart and RemoteRecover: follow unfinished tasks again, fetch missing
-results, and resolve submissions that ComfyUI stopped in the middle of — never by resubmitting."""
+results, finish delivering cancels, and resolve submissions that ComfyUI stopped in the middle of —
+never by resubmitting."""
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,6 @@ from . import redaction
 from .live import Live, new_task_id
 
 log = redaction.get_logger("comfyui_remote.engine")
-UNSENT_GRACE_S = 60.0  # after a crash mid-submit, how long a late-arriving task is looked for
 
 
 class RecoveryMixin:
@@ -24,7 +24,7 @@ class RecoveryMixin:
         ident = (ident or "").strip()
         if not ident:
             raise RejectedInput("task_id is empty", field="task_id", hint="give a local task id or a remote id")
-        row = await self._db(self.journal.get, ident) or await self._db(self.journal.by_remote_id, ident, profile_name)  # type: ignore[union-attr]
+        row = await self._db(self.journal.get, ident) or await self._db(self.journal.by_remote_id, ident, profile_name)
         if row is None:
             if not profile_name:
                 raise NotFound(f"no task {ident!r} in the journal", field="task_id",
@@ -32,27 +32,23 @@ class RecoveryMixin:
             profile = self.profiles.get(profile_name)
             profile.check_configured()
             provider = self.provider(profile)
-            task_id = new_task_id()
-            row = await self._db(self.journal.create, task_id, profile=profile.name, provider=profile.provider,  # type: ignore[union-attr]
+            row = await self._db(self.journal.create, new_task_id(), profile=profile.name, provider=profile.provider,
                                  workflow="(recovered)", remote_id=ident, state=State.QUEUED.value,
                                  phase="acknowledged", can_cancel=provider.capabilities.cancel,
                                  message="recovering a task submitted elsewhere")
         if row.get("reused") and row.get("reused_from"):
             return row["id"]
         if row["state"] == State.SUCCEEDED.value and row.get("outputs_state") == "saved":
-            outs = await self._db(self.journal.outputs, row["id"])  # type: ignore[union-attr]
+            outs = await self._db(self.journal.outputs, row["id"])
             if any(o.get("path") and not Path(o["path"]).is_file() for o in outs):
-                # a saved file was deleted: fetch the results again from the service
-                await self._save(row["id"], outputs_state="missing", message="a result file is missing; "
-                                                                              "fetching it again")
-                row = await self._db(self.journal.get, row["id"])  # type: ignore[union-attr]
-        await self._reattach_row(row)
+                await self._save(row["id"], outputs_state="missing", message="a result file is missing; fetching it again")
+                row = await self._db(self.journal.get, row["id"])
+        await self._reattach_row(row, explicit=True)
         return row["id"]
 
     async def reattach(self) -> None:
         """On start: follow every unfinished task again, fetch missing results (background)."""
-        rows = await self._db(self.journal.unfinished)  # type: ignore[union-attr]
-        for row in rows:
+        for row in await self._db(self.journal.unfinished):
             try:
                 await self._reattach_row(row)
             except RemoteError as e:
@@ -60,7 +56,7 @@ class RecoveryMixin:
             except Exception:
                 log.exception("re-attach of task %s failed", row["id"])
 
-    async def _reattach_row(self, row: dict) -> None:
+    async def _reattach_row(self, row: dict, explicit: bool = False) -> None:
         if row["id"] in self._live:
             return
         state = State(row["state"])
@@ -68,13 +64,13 @@ class RecoveryMixin:
             return
         provider = self._provider_for_row(row)
         live = Live(row=row, provider=provider, done=asyncio.get_running_loop().create_future(),
-                    abandoned=state is State.ABANDONED)
+                    abandoned=state is State.ABANDONED, cancel_requested=bool(row.get("cancel_requested")))
         if row.get("remote_id"):
             live.ref = RemoteRef(row["remote_id"], row.get("remote_data") or {}, row.get("console_url"))
-        if state is State.SUCCEEDED or (state in (State.FAILED,) and row.get("outputs_state") == "pending"):
+        if state is State.SUCCEEDED:  # finished; results still to fetch
             pending = [Output.from_json(o) for o in (row.get("pending_outputs") or [])]
             self._live[row["id"]] = live
-            if pending:
+            if pending and live.ref is not None:
                 self._spawn(self._download_all(live, pending))
             else:
                 live.watcher = self._spawn(self._watch(live))
@@ -83,10 +79,14 @@ class RecoveryMixin:
             self._spawn(self._resolve_unsent(live, row))
             return
         if state.terminal:
-            # failed/cancelled with a remote id: look again (e.g. recovered after a timeout)
+            if not explicit:
+                return
+            # failed/cancelled with a remote id, recovered on purpose (e.g. after a timeout): look again
             await self._save(live, state=State.QUEUED.value, error=None, message="re-attaching")
         self._live[row["id"]] = live
         live.watcher = self._spawn(self._watch(live))
+        if live.cancel_requested and not live.abandoned:
+            live.canceller = self._spawn(self._deliver_cancel(live, "cancel requested before the restart"))
 
     async def _resolve_unsent(self, live: Live, row: dict) -> None:
         """A task journalled as submitting without a remote id (ComfyUI stopped mid-submit)."""
@@ -96,38 +96,25 @@ class RecoveryMixin:
             await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
                              message="ComfyUI stopped before this task was submitted; nothing was paid")
             return
-        caps = provider.capabilities
-        if caps.findable or caps.idempotent_submit or caps.client_chosen_id:
-            # a request that reached the service just before ComfyUI died may still be processed:
-            # look again until the grace period after the submit attempt has passed
-            deadline = (row.get("updated_at") or time.time()) + UNSENT_GRACE_S
-            while True:
-                try:
-                    ref, why = await provider.find(key, SubmitSpec(workflow="", profile=row["profile"])), None
-                except RemoteError as e:
-                    ref, why = None, str(e)
-                if ref is not None or time.time() >= deadline:
-                    break
-                await self._save(live, message="ComfyUI stopped while submitting; checking whether the service "
-                                               "received the task")
-                await asyncio.sleep(min(5.0, max(0.1, deadline - time.time())))
-            if ref is not None:
-                live.ref = ref
-                await self._save(live, remote_id=ref.remote_id, remote_data=ref.data, console_url=ref.console_url,
-                                 phase="acknowledged", state=State.QUEUED.value, message="re-attached after restart")
-                self._live[row["id"]] = live
-                live.watcher = self._spawn(self._watch(live))
-                return
-            if why is None:  # the service answered: no task under this key
-                await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
-                                 message="ComfyUI stopped while submitting and the service never received the task, "
-                                         "so nothing was paid — queue it again")
-                return
-            await self._save(live, state=State.FAILED.value, finished_at=time.time(), error_kind="ambiguous_submit",
-                             error=f"[{row['provider']}/{row['profile']}] ComfyUI stopped while submitting; {why}. "
-                                   f"Not resubmitted automatically — check the service before queueing again.")
+        await self._save(live, message="ComfyUI stopped while submitting; checking whether the service received the task")
+        # the landing window counts from the moment the create was sent (journalled just before)
+        sent_at = time.monotonic() - max(0.0, time.time() - float(row.get("updated_at") or time.time()))
+        ref, why = await self._find_with_landing(provider, key, SubmitSpec(workflow="", profile=row["profile"]), sent_at)
+        if ref is not None:
+            live.ref = ref
+            await self._save(live, remote_id=ref.remote_id, remote_data=ref.data, console_url=ref.console_url,
+                             phase="acknowledged", state=State.QUEUED.value, message="re-attached after restart")
+            self._live[row["id"]] = live
+            live.watcher = self._spawn(self._watch(live))
+            if live.cancel_requested:
+                await self.cancel(row["id"], "cancel requested before the restart", force=True)
+            return
+        if why is None:  # the service answered: no task under this key
+            await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
+                             message="ComfyUI stopped while submitting and the service never received the task, "
+                                     "so nothing was paid — queue it again")
             return
         await self._save(live, state=State.FAILED.value, finished_at=time.time(), error_kind="ambiguous_submit",
                          error=f"[{row['provider']}/{row['profile']}] ComfyUI stopped while this task was being "
-                               f"submitted and {provider.id} cannot tell whether it arrived — check its console "
+                               f"submitted and it is unknown whether it arrived ({why}) — check the provider's console "
                                f"before queueing again (not resubmitted, so you are not billed twice)")

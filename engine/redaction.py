@@ -80,3 +80,10 @@ def get_logger(name: str = "comfyui_remote") -> logging.Logger:
     if not any(isinstance(f, RedactingFilter) for f in log.filters):
         log.addFilter(RedactingFilter())
     return log
+
+
+def describe(e: BaseException, limit: int = 160) -> str:
+    """A short, scrubbed one-line description of an error for task messages."""
+    text = getattr(e, "detail", None) or str(e) or e.__class__.__name__
+    text = " ".join(scrub(str(text)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

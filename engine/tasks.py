@@ -1,8 +1,11 @@
-"""TaskManager: submit, watch, cancel, recover, per-profile concurrency and pay-once reuse.
+"""TaskManager: the one owner of every paid step, for every provider.
 
 It runs on its own engine thread with its own event loop, so remote work keeps progressing (and
 results keep downloading) while a local node blocks ComfyUI's prompt loop, across prompts, and
 after a prompt ends. Nodes and routes talk to it through thread-safe futures (:meth:`call`).
+The rules it applies are in ``engine/rules.py``; the steps live in one module each:
+``submission.py`` (create, uploads, reuse), ``watch.py`` (the one watch loop), ``cancelling.py``,
+``downloads.py`` and ``recovery.py``.
 
 Journal order for one task (each step written before the network call it guards)::
 
@@ -14,33 +17,31 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import threading
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 from ..providers import provider_class
-from ..providers.base import (AmbiguousSubmit, CapacityBusy, NotFound, NotSupported, Override, ProtocolError,
-                              Provider, RemoteError, RemoteRef, State, SubmitSpec, TaskUpdate, TransientError,
-                              last_wins)
+from ..providers.base import NotFound, Provider, RemoteError, State
 from . import redaction
+from .cancelling import CancelMixin
 from .downloads import DownloadsMixin
 from .events import EventHub
 from .journal import Journal
-from .live import Live, new_task_id, task_json
+from .live import Live, new_task_id, task_json  # noqa: F401  (new_task_id is re-exported for nodes)
 from .profiles import Profile, Profiles
 from .recovery import RecoveryMixin
-from .transfer import Http, RetryPolicy
-from .workflows import resolve_workflow, reuse_key as make_reuse_key
+from .rules import RetryPolicy
+from .submission import SubmitMixin
+from .transfer import Http
+from .urls import host_is_private
+from .watch import WatchMixin
 
 log = redaction.get_logger("comfyui_remote.engine")
 
-WATCH_BACKOFF_CAP_S = 30.0
-CAPACITY_BACKOFF_CAP_S = 30.0
 
-
-class TaskManager(RecoveryMixin, DownloadsMixin):
+class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, RecoveryMixin):
     def __init__(self, home: Path, results_dir: Path, *, profiles: Optional[Profiles] = None,
                  policy: Optional[RetryPolicy] = None, sandbox_workflows: Optional[Path] = None):
         self.home = Path(home)
@@ -57,7 +58,7 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._live: dict[str, Live] = {}
         self._snapshots: dict[str, dict] = {}  # task id -> last Task JSON (read from any thread)
-        self._upload_cache: dict[tuple[str, str], Any] = {}
+        self._upload_cache: dict[tuple[str, str], tuple[Any, float]] = {}  # (profile, sha256) -> (value, when)
         self._started = threading.Event()
         self._background: set[asyncio.Task] = set()
         self._early_cancels: set[str] = set()
@@ -99,13 +100,12 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
             self.journal.close()
 
     async def _shutdown(self) -> None:
-        for t in list(self._background):
+        tasks = list(self._background)
+        for live in self._live.values():
+            tasks += [t for t in (live.watcher, live.canceller) if t is not None]
+        for t in tasks:
             t.cancel()
-        for live in list(self._live.values()):
-            if live.watcher is not None:
-                live.watcher.cancel()
-        await asyncio.gather(*self._background, *(l.watcher for l in self._live.values() if l.watcher),
-                             return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for p in self._providers.values():
             try:
                 await p.close()
@@ -134,7 +134,7 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
         if p is None or p.profile is not profile:
             self.profiles.validate_provider(profile)
             cls = provider_class(profile.provider)
-            http = Http(provider=profile.provider, profile=profile.name, policy=self.policy)
+            http = Http(provider=profile.provider, profile=profile.name, policy=self.policy, allow_private=None)
             p = cls(profile, http)
             if hasattr(p, "attach_engine"):
                 p.attach_engine(self)
@@ -144,6 +144,15 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
 
     def _provider_for_row(self, row: dict) -> Provider:
         return self.provider(self.profiles.get(row["profile"]))
+
+    async def _downloads_allowed_private(self, provider: Provider) -> None:
+        """Decide once per provider whether result links may point at private addresses: only
+        when the profile's own host is on this machine or its network."""
+        if provider.http.allow_private is None:
+            from urllib.parse import urlsplit
+
+            url = getattr(provider.profile, "url", None) or getattr(provider, "local_url", None) or ""
+            provider.http.allow_private = provider.id == "sandbox" or await host_is_private(urlsplit(str(url)).hostname)
 
     # ================================================================ snapshots & events
     def snapshot(self, task_id: str) -> Optional[dict]:
@@ -172,256 +181,6 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
         self.events.publish(snap)
         return snap
 
-    # ================================================================ submit
-    async def submit(self, profile_name: str, workflow: str, overrides: list[Override], *,
-                     reuse: bool = True, owner: Optional[str] = None, task_id: Optional[str] = None) -> str:
-        """Submit a task and return its local id as soon as the provider acknowledged it (or
-        as soon as a reusable earlier result is found). Errors before any paid step raise."""
-        profile = self.profiles.get(profile_name)
-        self.profiles.validate_provider(profile)
-        profile.check_configured()
-        provider = self.provider(profile)
-        text, label = resolve_workflow(workflow, profile, self.home, self.sandbox_workflows)
-        overrides = list(last_wins(overrides))
-        spec = SubmitSpec(workflow=text, overrides=tuple(overrides), profile=profile.name)
-        reuse_key = make_reuse_key(profile, text, overrides)
-        if reuse:
-            reused = await self._try_reuse(reuse_key, profile, label, owner, task_id)
-            if reused is not None:
-                return reused
-        task_id = task_id or new_task_id()
-        row = await self._db(self.journal.create, task_id, profile=profile.name,  # type: ignore[union-attr]
-                             provider=profile.provider, workflow=label, state=State.SUBMITTING.value,
-                             reuse_key=reuse_key, owner=owner, can_cancel=provider.capabilities.cancel,
-                             message="preparing")
-        live = Live(row=row, provider=provider, done=asyncio.get_running_loop().create_future())
-        live.cancel_requested = task_id in self._early_cancels
-        self._live[task_id] = live
-        await self._save(live)
-        try:
-            ref = await self._submit_steps(live, spec)
-        except BaseException as e:
-            err = e if isinstance(e, RemoteError) else None
-            if isinstance(e, asyncio.CancelledError):
-                await self._finish(live, State.CANCELLED, message="cancelled before submission")
-                raise
-            await self._finish(live, State.FAILED, error=err or e)
-            if err is not None:
-                raise err.with_context(provider=profile.provider, profile=profile.name)
-            raise
-        if ref is None:  # cancelled while submitting (and cancelled remotely where possible)
-            return task_id
-        live.watcher = self._spawn(self._watch(live))
-        return task_id
-
-    async def _submit_steps(self, live: Live, spec: SubmitSpec) -> Optional[RemoteRef]:
-        provider = live.provider
-        pre = await provider.validate(spec)
-        if pre.cost_estimate is not None:
-            unit = f" {pre.cost_unit}" if pre.cost_unit else ""
-            await self._save(live, cost=pre.cost_estimate, message=f"estimated cost {pre.cost_estimate:g}{unit}")
-        if pre.workflow_label:
-            await self._save(live, workflow=pre.workflow_label)
-        slot = self._slots[live.row["profile"]]
-        if slot.locked():
-            await self._save(live, message=f"waiting for a free slot (max_concurrent "
-                                           f"{live.provider.profile.max_concurrent} for this profile)")
-        while True:  # in slices, so a cancel while waiting for a slot ends the task at once
-            if live.cancel_requested:
-                await self._finish(live, State.CANCELLED, message="cancelled while waiting for a free slot; "
-                                                                  "nothing was paid")
-                return None
-            try:
-                await asyncio.wait_for(slot.acquire(), 0.25)
-                break
-            except asyncio.TimeoutError:
-                continue
-        live.holds_slot = True
-        try:
-            spec = await self._upload_inputs(live, spec)
-            if live.cancel_requested:
-                await self._finish(live, State.CANCELLED, message="cancelled before submission; nothing was paid")
-                return None
-            key = provider.new_submission_key()
-            fields: dict = {"phase": "sending", "submission_key": key, "message": "submitting"}
-            if provider.capabilities.client_chosen_id:
-                fields["remote_id"] = key
-            await self._save(live, **fields)
-            ref = await self._send(live, spec, key)
-        except BaseException:
-            self._release_slot(live)
-            raise
-        live.ref = ref
-        await self._save(live, remote_id=ref.remote_id, remote_data=ref.data, console_url=ref.console_url,
-                         phase="acknowledged", state=State.QUEUED.value, message="submitted",
-                         started_at=time.time())
-        if live.cancel_requested:
-            await self._cancel_remote(live)
-            return None
-        return ref
-
-    async def _upload_inputs(self, live: Live, spec: SubmitSpec) -> SubmitSpec:
-        out = []
-        images = [o for o in spec.overrides if o.kind == "image"]
-        for o in spec.overrides:
-            if o.kind != "image":
-                out.append(o)
-                continue
-            cache_key = (live.row["profile"], o.sha256 or hashlib.sha256(o.value).hexdigest())
-            value = self._upload_cache.get(cache_key)
-            if value is None:
-                await self._save(live, message=f"uploading image {images.index(o) + 1} of {len(images)} "
-                                               f"for {o.target}")
-                try:
-                    value = await live.provider.upload(o.value, "image/png", f"{cache_key[1]}.png")
-                except RemoteError as e:
-                    if not e.field:
-                        e.field = "image"
-                    e.detail = f"upload for target {o.target} failed: {e.detail}"
-                    raise
-                self._upload_cache[cache_key] = value
-            out.append(o.with_value(value))
-        return SubmitSpec(workflow=spec.workflow, overrides=tuple(out), profile=spec.profile, options=spec.options)
-
-    async def _send(self, live: Live, spec: SubmitSpec, key: str) -> RemoteRef:
-        """submit() with the engine's rules: capacity waits locally, ambiguous answers are
-        resolved with find() or stop for the user, never a blind resend."""
-        provider = live.provider
-        attempt = 0
-        while True:
-            try:
-                return await provider.submit(spec, key)
-            except CapacityBusy as e:
-                attempt += 1
-                delay = e.retry_after or min(CAPACITY_BACKOFF_CAP_S, 2.0 * 2 ** min(attempt, 4))
-                await self._save(live, message=f"waiting in the local queue: {e.detail} (attempt {attempt}, "
-                                               f"next try in {delay:.0f} s)")
-                await self._sleep_or_cancel(live, delay)
-                if live.cancel_requested:
-                    raise asyncio.CancelledError()
-            except AmbiguousSubmit as e:
-                ref = await self._resolve_ambiguous(live, spec, key, e)
-                if ref is not None:
-                    return ref
-                # find() says nothing was created: sending again cannot pay twice
-                await self._save(live, message="the service did not receive the submission; sending again")
-
-    async def _resolve_ambiguous(self, live: Live, spec: SubmitSpec, key: str, err: AmbiguousSubmit) -> Optional[RemoteRef]:
-        provider = live.provider
-        for attempt in range(6):
-            try:
-                return await provider.find(key, spec)
-            except NotSupported:
-                raise provider.error(
-                    AmbiguousSubmit, f"the submission may have reached the service, but its answer was lost "
-                                     f"({err.detail})",
-                    hint="check the provider's console for a new task before queueing again; it was not "
-                         "re-sent automatically so that you are not billed twice") from None
-            except (TransientError, ProtocolError):
-                await asyncio.sleep(self.policy.delay(attempt))
-        raise provider.error(AmbiguousSubmit, f"could not find out whether the submission was received ({err.detail})",
-                             hint="check the provider's console before queueing again")
-
-    async def _sleep_or_cancel(self, live: Live, delay: float) -> None:
-        end = time.monotonic() + delay
-        while time.monotonic() < end and not live.cancel_requested:
-            await asyncio.sleep(min(0.2, end - time.monotonic()))
-
-    # ================================================================ reuse
-    async def _try_reuse(self, reuse_key: str, profile: Profile, label: str, owner: Optional[str],
-                         task_id: Optional[str]) -> Optional[str]:
-        candidates = await self._db(self.journal.find_reusable, reuse_key) or []  # type: ignore[union-attr]
-        for old in candidates:
-            outs = await self._db(self.journal.outputs, old["id"])  # type: ignore[union-attr]
-            if not all((o.get("path") and Path(o["path"]).is_file()) or o["kind"] == "text" for o in outs):
-                continue
-            task_id = task_id or new_task_id()
-            now = time.time()
-            await self._db(self.journal.create, task_id, profile=profile.name,  # type: ignore[union-attr]
-                           provider=profile.provider, workflow=old.get("workflow") or label,
-                           state=State.SUCCEEDED.value, phase="acknowledged", reused=True, reused_from=old["id"],
-                           reuse_key=reuse_key, remote_id=old.get("remote_id"), owner=owner, progress=1.0,
-                           cost=0.0, console_url=old.get("console_url"), outputs_state="saved",
-                           message=f"reused the result of task {old['id']} (no remote call, no cost)",
-                           started_at=now, finished_at=now)
-            await self._db(self.journal.set_outputs, task_id, outs)  # type: ignore[union-attr]
-            await self._save(task_id)
-            return task_id
-        return None
-
-    # ================================================================ watch
-    async def _watch(self, live: Live) -> None:
-        failures = 0
-        provider = live.provider
-        try:
-            while True:
-                try:
-                    terminal = None
-                    async for upd in provider.watch(live.ref):  # type: ignore[arg-type]
-                        failures = 0
-                        await self._apply(live, upd)
-                        if upd.state.terminal:
-                            terminal = upd
-                            break
-                    if terminal is not None:
-                        await self._on_terminal(live, terminal)
-                        return
-                    raise provider.error(TransientError, "the status stream ended without a final state")
-                except (TransientError, ProtocolError) as e:
-                    failures += 1
-                    delay = min(WATCH_BACKOFF_CAP_S, self.policy.delay(min(failures, 6)))
-                    if failures >= 3:
-                        await self._save(live, message=f"lost contact ({e.detail}); still tracked, retrying in "
-                                                       f"{delay:.0f} s")
-                    await asyncio.sleep(delay)
-                except NotFound as e:
-                    await self._finish(live, State.FAILED, error=e)
-                    return
-                except RemoteError as e:
-                    await self._finish(live, State.FAILED, error=e)
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # a provider bug must not leave the task hanging
-            log.exception("watcher for task %s crashed", live.row["id"])
-            await self._finish(live, State.FAILED, error=e)
-
-    async def _apply(self, live: Live, upd: TaskUpdate) -> None:
-        fields: dict = {}
-        for name in ("queue_position", "queue_length", "progress", "node", "step", "max_steps", "eta_s",
-                     "message", "cost"):
-            value = getattr(upd, name)
-            if value is not None:
-                fields[name] = value
-        if upd.state in (State.QUEUED, State.RUNNING):
-            fields["state"] = upd.state.value
-            if upd.state is State.RUNNING:
-                fields.setdefault("queue_position", None)
-        if fields:
-            await self._save(live, **fields)
-
-    async def _on_terminal(self, live: Live, upd: TaskUpdate) -> None:
-        if upd.state is State.SUCCEEDED:
-            outputs = upd.outputs
-            if outputs is None:
-                outputs = await self._retry(lambda: live.provider.outputs(live.ref), live)  # type: ignore[arg-type]
-            await self._download_all(live, outputs)
-            return
-        if upd.state is State.CANCELLED:
-            await self._finish(live, State.CANCELLED, message=upd.message or "cancelled on the service")
-            return
-        await self._finish(live, State.FAILED, error=upd.error or live.provider.error(
-            RemoteError, upd.message or "the remote task failed"))
-
-    async def _retry(self, fn: Callable[[], Awaitable[Any]], live: Live, attempts: int = 8) -> Any:
-        for attempt in range(attempts):
-            try:
-                return await fn()
-            except (TransientError, ProtocolError):
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(self.policy.delay(attempt))
-
     # ================================================================ finishing
     async def _finish(self, live: Live, state: State, *, error: Any = None, message: Optional[str] = None,
                       outputs_state: Optional[str] = None, error_text: Optional[str] = None,
@@ -445,9 +204,12 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
         if pending_outputs is not ...:
             fields["pending_outputs"] = pending_outputs
         self._release_slot(live)
+        live.abandoned = False
         await self._save(live, **fields)
         if live.done is not None and not live.done.done():
             live.done.set_result(live.row["id"])
+        if live.canceller is not None and live.canceller is not asyncio.current_task():
+            live.canceller.cancel()
         self._live.pop(live.row["id"], None)
 
     def _release_slot(self, live: Live) -> None:
@@ -457,7 +219,7 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
 
     # ================================================================ waiting
     async def wait(self, task_id: str) -> dict:
-        """Until the task is terminal (succeeded/failed/cancelled); returns its Task JSON."""
+        """Until the task is terminal (or abandoned); returns its Task JSON."""
         live = self._live.get(task_id)
         if live is not None and live.done is not None:
             await asyncio.shield(live.done)
@@ -470,42 +232,11 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
         """Saved outputs with their paths (engine-side records; never for routes to echo)."""
         return self.journal.outputs(task_id)  # type: ignore[union-attr]
 
-    # ================================================================ cancel
-    async def cancel(self, task_id: str, reason: str = "cancelled by the user") -> dict:
-        live = self._live.get(task_id)
-        if live is None:
-            snap = self.snapshot(task_id)
-            if snap is None:
-                self._early_cancels.add(task_id)  # the submit that creates it will stop
-                raise NotFound(f"unknown task {task_id}", field="task_id")
-            return snap
-        live.cancel_requested = True
-        if live.ref is None:  # still preparing/submitting: the submit path honours the flag
-            await self._save(live, message="cancel requested; stopping before submission")
-            return self.snapshot(task_id)  # type: ignore[return-value]
-        await self._cancel_remote(live, reason)
-        return self.snapshot(task_id)  # type: ignore[return-value]
-
-    async def _cancel_remote(self, live: Live, reason: str = "cancelled by the user") -> None:
-        provider = live.provider
-        if provider.capabilities.cancel:
-            try:
-                await asyncio.wait_for(provider.cancel(live.ref), 10)  # type: ignore[arg-type]
-            except (RemoteError, asyncio.TimeoutError) as e:
-                detail = e.detail if isinstance(e, RemoteError) else "timed out"
-                await self._save(live, message=f"cancel failed ({detail}); the task stays tracked")
-                return
-            if live.watcher is not None:
-                live.watcher.cancel()
-            await self._finish(live, State.CANCELLED, message=reason)
-            return
-        live.abandoned = True
-        await self._save(live, state=State.ABANDONED.value,
-                         message=f"stopped waiting: {provider.id} has no cancel, so the remote task may still run "
-                                 f"and bill; it stays tracked and its result is fetched if it finishes "
-                                 f"(RemoteRecover or the Remote panel)")
-        if live.done is not None and not live.done.done():
-            live.done.set_result(live.row["id"])
+    async def note(self, task_id: str, message: str) -> Optional[dict]:
+        """Put a message on a task (e.g. why a waiting node stopped without cancelling it)."""
+        if self.snapshot(task_id) is None:
+            return None
+        return await self._save(self._live.get(task_id) or task_id, message=message)
 
     # ================================================================ profiles
     async def test_profile(self, name: str) -> tuple[bool, str]:
@@ -523,5 +254,3 @@ class TaskManager(RecoveryMixin, DownloadsMixin):
     def list_tasks(self, state: Optional[str], limit: int, before: Optional[int]) -> tuple[list[dict], Optional[int]]:
         rows, nxt = self.journal.list(state, limit, before)  # type: ignore[union-attr]
         return [self._snapshots.get(r["id"]) or task_json(r, self.journal.outputs(r["id"])) for r in rows], nxt  # type: ignore[union-attr]
-
-

@@ -1,15 +1,18 @@
-"""HTTP for every provider: timeouts on everything, the one retry policy (backoff with jitter,
-Retry-After), size caps, streaming downloads, and errors that never carry an aiohttp traceback
-or a secret.
+"""HTTP for every provider: timeouts on everything, the transport's one retry loop, size caps,
+streaming downloads with resume, and errors that never carry an aiohttp traceback or a secret.
 
-Retry rules (the only place they live):
-- connection never established (DNS, refused, TLS)  → retried for every method;
-- 429, 408, 5xx on an idempotent request            → retried, honouring Retry-After;
-- 429 on a non-idempotent request                   → retried (the service refused it, nothing ran);
-- 5xx, a drop or a read timeout *after sending* a non-idempotent request → :class:`AmbiguousSubmit`
-  (the engine decides: ``find()`` or stop; never a blind resend that could bill twice).
-Idempotent = GET/HEAD/PUT/DELETE/OPTIONS, or ``idempotent=True`` (read-only POSTs, or a POST that
-carries an idempotency key the service honours).
+Whether a request was *sent* is tracked exactly (aiohttp's ``on_request_headers_sent``): an error
+before that point is :class:`NotSent` (nothing can have happened remotely), after it
+:class:`AnswerLost`. Then:
+
+- a request that creates work (``creates=True``) is tried ONCE; its Response is returned whatever
+  the status, and a lost answer raises AnswerLost. ``engine/rules.py`` decides what happens next.
+- any other request is retried here on NotSent, AnswerLost, 408, 429 and 5xx with backoff,
+  honouring Retry-After, ``policy.attempts`` times in all.
+
+Three sessions, so that one kind of traffic never starves another: API calls (bounded pool),
+streams (WebSockets, server-sent events: no pool limit) and downloads (idle timeout instead of a
+total one, a resolver that refuses private addresses unless the profile's own host is one).
 """
 from __future__ import annotations
 
@@ -18,40 +21,32 @@ import email.utils
 import hashlib
 import json as jsonlib
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ..providers.base import (AmbiguousSubmit, NotFound, ProtocolError, RemoteError, TransientError)
+from ..providers.errors import (AnswerLost, ConfigError, NotFound, NotSent, ProtocolError, RejectedInput,
+                                RemoteError, TransientError)
 from .redaction import scrub, strip_query
+from .rules import RetryPolicy, status_error
+from .urls import GuardedResolver, check_url
 
 MiB = 1024 * 1024
 DEFAULT_MAX_BODY = 64 * MiB  # JSON/API answers
-DEFAULT_MAX_DOWNLOAD = 2048 * MiB  # one result file
+DEFAULT_MAX_DOWNLOAD = 4096 * MiB  # one result file
 CHUNK = 1 * MiB
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+EXPIRED_STATUSES = frozenset({401, 403, 404, 410})
+MAX_REDIRECTS = 5
 
 HeadersArg = Union[None, Mapping[str, str], Callable[[bytes], Mapping[str, str]]]
 DataArg = Union[None, bytes, str, Callable[[], Any]]
 
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5  # total tries of one request
-    base_s: float = 0.5
-    cap_s: float = 10.0
-    retry_after_cap_s: float = 120.0
-
-    def delay(self, attempt: int, retry_after: Optional[float] = None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.retry_after_cap_s)
-        exp = min(self.cap_s, self.base_s * (2 ** attempt))
-        return random.uniform(exp / 2, exp)  # "equal jitter"
+__all__ = ["Http", "Response", "RetryPolicy", "Fetched", "Expired", "parse_retry_after"]
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
@@ -90,6 +85,10 @@ class Response:
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
 
+    @property
+    def retry_after(self) -> Optional[float]:
+        return parse_retry_after(self.headers.get("Retry-After"))
+
     def json(self) -> Any:
         try:
             return jsonlib.loads(self.body)
@@ -100,67 +99,96 @@ class Response:
                                 hint="the service may be down or a proxy answered; try again later") from None
 
 
+class Expired(NotFound):
+    """A result URL answered 401/403/404/410: ask the provider for a fresh one."""
+
+    kind = "expired"
+
+
 @dataclass
-class Download:
+class Fetched:
     path: Path
     size: int
-    sha256: str
     mime: Optional[str]
+    complete: bool  # False: the body stopped early (what arrived stays in the .part file)
+
+
+def _sent_tracker() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+
+    async def sent(_session: Any, ctx: Any, _params: Any) -> None:
+        if isinstance(ctx.trace_request_ctx, dict):
+            ctx.trace_request_ctx["sent"] = True
+
+    trace.on_request_headers_sent.append(sent)
+    return trace
 
 
 class Http:
-    """One aiohttp session per provider instance, created lazily on the loop that uses it."""
+    """One client per provider instance; sessions are created lazily on the loop that uses them."""
 
-    def __init__(self, *, provider: str = "", profile: str = "", timeout_s: float = 60.0,
-                 connect_timeout_s: float = 15.0, policy: RetryPolicy = RetryPolicy(),
-                 max_body: int = DEFAULT_MAX_BODY, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(self, *, provider: str = "", profile: str = "", policy: RetryPolicy = RetryPolicy(),
+                 max_body: int = DEFAULT_MAX_BODY, allow_private: Optional[bool] = True,
+                 sleep: Callable[[float], Any] = asyncio.sleep, timeout_s: Optional[float] = None):
         self.provider = provider
         self.profile = profile
-        self.timeout_s = timeout_s
-        self.connect_timeout_s = connect_timeout_s
         self.policy = policy
+        self.timeout_s = timeout_s if timeout_s is not None else policy.request_timeout_s
         self.max_body = max_body
+        self.allow_private = allow_private  # downloads: None = decide from the profile's host first
         self._sleep = sleep
-        self._session: Optional[aiohttp.ClientSession] = None
+        self._api: Optional[aiohttp.ClientSession] = None
+        self._streams: Optional[aiohttp.ClientSession] = None
+        self._downloads: Optional[aiohttp.ClientSession] = None
         self.stats = {"requests": 0, "retries": 0}
 
-    # ------------------------------------------------------------------ session
+    # ------------------------------------------------------------------ sessions
     async def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout_s,
+        if self._api is None or self._api.closed:
+            self._api = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.policy.connect_timeout_s,
                                               sock_read=self.timeout_s),
                 connector=aiohttp.TCPConnector(limit=64, limit_per_host=16),
-                auto_decompress=True,
-            )
-        return self._session
+                trace_configs=[_sent_tracker()], auto_decompress=True)
+        return self._api
+
+    async def stream_session(self) -> aiohttp.ClientSession:
+        if self._streams is None or self._streams.closed:
+            self._streams = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+                                                  timeout=aiohttp.ClientTimeout(total=None))
+        return self._streams
+
+    async def download_session(self) -> aiohttp.ClientSession:
+        if self._downloads is None or self._downloads.closed:
+            self._downloads = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.policy.connect_timeout_s,
+                                              sock_read=self.policy.idle_timeout_s),
+                connector=aiohttp.TCPConnector(limit=32, limit_per_host=8,
+                                               resolver=GuardedResolver(bool(self.allow_private))),
+                auto_decompress=True)
+        return self._downloads
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        for s in (self._api, self._streams, self._downloads):
+            if s is not None and not s.closed:
+                await s.close()
+        self._api = self._streams = self._downloads = None
 
     def _err(self, cls: type[RemoteError], detail: str, **kw: Any) -> RemoteError:
         return cls(scrub(detail), provider=self.provider, profile=self.profile, **kw)
 
-    def _timeout(self, timeout_s: Optional[float]) -> aiohttp.ClientTimeout:
-        t = self.timeout_s if timeout_s is None else timeout_s
-        return aiohttp.ClientTimeout(total=t, connect=min(self.connect_timeout_s, t), sock_read=t)
-
     # ------------------------------------------------------------------ requests
     async def request(self, method: str, url: str, *, params: Optional[Mapping[str, Any]] = None,
                       json: Any = None, data: DataArg = None, headers: HeadersArg = None,
-                      timeout_s: Optional[float] = None, idempotent: Optional[bool] = None,
-                      max_body: Optional[int] = None, allow_redirects: bool = True,
-                      retry: bool = True, retry_if: Optional[Callable[[Response], bool]] = None) -> Response:
-        """Send one request with the retry rules above; return the Response for any final status
-        (callers interpret 4xx bodies). ``headers`` may be a callable taking the body bytes and
-        returning fresh headers per attempt (signatures with nonces); ``data`` may be a callable
-        returning fresh data per attempt (multipart forms cannot be re-sent). ``retry_if`` may
-        veto a retry of a 5xx/429 whose body is a definite application error (returned as is)."""
+                      timeout_s: Optional[float] = None, creates: bool = False,
+                      max_body: Optional[int] = None, allow_redirects: bool = True, retry: bool = True,
+                      retry_if: Optional[Callable[[Response], bool]] = None) -> Response:
+        """Send a request under the rules above and return the Response for any final status
+        (callers interpret it). ``headers`` may be a callable taking the body bytes and returning
+        fresh headers per attempt (signatures with nonces); ``data`` may be a callable returning
+        fresh data per attempt (multipart forms cannot be re-sent). ``retry_if`` may veto a retry
+        of a 5xx/429 whose body is a definite application error (it is then returned as is)."""
         method = method.upper()
-        if idempotent is None:
-            idempotent = method in IDEMPOTENT_METHODS
         body_bytes: Optional[bytes] = None
         if json is not None:
             body_bytes = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
@@ -169,9 +197,11 @@ class Http:
         elif isinstance(data, (bytes, bytearray)):
             body_bytes = bytes(data)
         cap = self.max_body if max_body is None else max_body
-        attempts = self.policy.attempts if retry else 1
+        attempts = 1 if (creates or not retry) else max(1, self.policy.attempts)
         last: Optional[RemoteError] = None
         where = f"{method} {strip_query(url)}"
+        t = self.timeout_s if timeout_s is None else timeout_s
+        timeout = aiohttp.ClientTimeout(total=None, connect=min(self.policy.connect_timeout_s, t), sock_read=t)
         for attempt in range(attempts):
             if attempt:
                 self.stats["retries"] += 1
@@ -184,62 +214,50 @@ class Http:
             if json is not None:
                 hdrs.setdefault("Content-Type", "application/json")
             payload: Any = body_bytes if body_bytes is not None else (data() if callable(data) else data)
-            sent = False
+            track = {"sent": False}
             self.stats["requests"] += 1
             try:
                 session = await self.session()
                 async with session.request(method, url, params=params, data=payload, headers=hdrs,
-                                           timeout=self._timeout(timeout_s),
-                                           allow_redirects=allow_redirects) as resp:
-                    sent = True
+                                           timeout=timeout, allow_redirects=allow_redirects,
+                                           trace_request_ctx=track) as resp:
                     body = await self._read_capped(resp, cap, where)
                     status = resp.status
                     rheaders = {k: v for k, v in resp.headers.items()}
-            except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as e:
-                last = self._err(TransientError, f"{where}: cannot connect ({e.__class__.__name__})",
-                                 hint="check the profile's url and your network")
-                continue
-            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                    asyncio.TimeoutError, aiohttp.ClientResponseError, ConnectionError) as e:
-                kind = "timed out" if isinstance(e, asyncio.TimeoutError) else f"connection lost ({e.__class__.__name__})"
-                if not idempotent:
-                    raise self._err(AmbiguousSubmit, f"{where}: {kind} after the request was sent",
-                                    hint="the service may have accepted it; not re-sent to avoid paying twice") from None
-                last = self._err(TransientError, f"{where}: {kind}", hint="the service is slow or unreachable")
-                continue
-            except aiohttp.InvalidURL:
-                raise self._err(ProtocolError, f"{where}: invalid URL", hint="check the profile's url") from None
-            except aiohttp.ClientError as e:
-                last = self._err(TransientError, f"{where}: {e.__class__.__name__}")
-                if not idempotent and sent:
-                    raise self._err(AmbiguousSubmit, f"{where}: {e.__class__.__name__} after sending") from None
+            except (aiohttp.InvalidURL, ValueError) as e:
+                raise self._err(ConfigError, f"{where}: invalid URL ({e.__class__.__name__})",
+                                hint="check the profile's url") from None
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                kind = "timed out" if isinstance(e, asyncio.TimeoutError) else f"connection failed ({e.__class__.__name__})"
+                if not track["sent"]:
+                    last = self._err(NotSent, f"{where}: {kind} before the request was sent",
+                                     hint="check the profile's url and your network")
+                    continue
+                last = self._err(AnswerLost, f"{where}: {kind} after the request was sent",
+                                 hint="the service may have acted on it")
+                if attempts == 1:
+                    raise last from None
                 continue
             resp_obj = Response(status, rheaders, body, str(url), method, self.provider, self.profile)
-            if status in RETRY_STATUSES and retry and (retry_if is None or retry_if(resp_obj)):
-                ra = parse_retry_after(rheaders.get("Retry-After"))
-                if status == 429 or idempotent:
-                    last = self._err(TransientError, f"{where}: HTTP {status}", retry_after=ra,
-                                     hint="the service is busy or rate-limited; retrying")
-                    last.response = resp_obj  # type: ignore[attr-defined]
-                    continue
-                raise self._err(AmbiguousSubmit, f"{where}: HTTP {status} on a request that creates work",
-                                hint="the service may have accepted it; not re-sent to avoid paying twice")
+            if attempts > 1 and status in RETRY_STATUSES and (retry_if is None or retry_if(resp_obj)):
+                last = status_error(resp_obj, where, provider=self.provider, profile=self.profile)
+                continue
             return resp_obj
         assert last is not None
-        last.detail = f"{last.detail} (after {attempts} attempts)"
+        last.detail = f"{last.detail} (after {attempts} attempt{'s' if attempts > 1 else ''})"
         raise last
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, cap: int, where: str) -> bytes:
+        # Content-Length counts the bytes on the wire (compressed when Content-Encoding is set);
+        # aiohttp itself raises ClientPayloadError when fewer arrive, so only the cap is ours.
         length = resp.content_length
-        if length is not None and length > cap:
+        if length is not None and length > cap and not resp.headers.get("Content-Encoding"):
             raise self._err(ProtocolError, f"{where}: answer of {length} bytes exceeds the {cap // MiB} MiB cap")
         buf = bytearray()
         async for chunk in resp.content.iter_chunked(256 * 1024):
             buf += chunk
             if len(buf) > cap:
                 raise self._err(ProtocolError, f"{where}: answer exceeds the {cap // MiB} MiB cap")
-        if length is not None and len(buf) != length:
-            raise aiohttp.ClientPayloadError(f"expected {length} bytes, got {len(buf)}")
         return bytes(buf)
 
     async def get_json(self, url: str, **kw: Any) -> Any:
@@ -248,8 +266,9 @@ class Http:
     # ------------------------------------------------------------------ websockets
     async def ws_connect(self, url: str, *, headers: Optional[Mapping[str, str]] = None,
                          heartbeat: float = 20.0, timeout_s: float = 15.0) -> aiohttp.ClientWebSocketResponse:
-        """Open a WebSocket; the handshake is bounded by ``timeout_s``, a silent peer by ``heartbeat``."""
-        session = await self.session()
+        """Open a WebSocket on the stream session; the handshake is bounded by ``timeout_s``, a
+        silent peer by ``heartbeat``. A refused handshake raises TransientError with ``code``."""
+        session = await self.stream_session()
         try:
             return await asyncio.wait_for(
                 session.ws_connect(url, headers=headers, heartbeat=heartbeat,
@@ -262,74 +281,94 @@ class Http:
             raise self._err(TransientError, f"WebSocket {strip_query(url)}: cannot connect ({e.__class__.__name__})") from None
 
     # ------------------------------------------------------------------ downloads
-    async def download(self, url: str, dest: Path, *, headers: Optional[Mapping[str, str]] = None,
+    async def fetch_to(self, url: str, part: Path, *, headers: Optional[Mapping[str, str]] = None,
                        max_bytes: int = DEFAULT_MAX_DOWNLOAD,
-                       on_progress: Optional[Callable[[int, Optional[int]], None]] = None,
-                       timeout_s: Optional[float] = None) -> Download:
-        """Stream ``url`` into ``dest`` (via ``dest.part``) with bounded memory; retry transient
-        failures and truncated bodies; 403/404/410 mean the result URL expired (NotFound)."""
-        dest = Path(dest)
-        part = dest.with_name(dest.name + ".part")
-        where = f"GET {strip_query(url)}"
-        last: Optional[RemoteError] = None
-        for attempt in range(self.policy.attempts):
-            if attempt:
-                self.stats["retries"] += 1
-                await self._sleep(self.policy.delay(attempt - 1, last.retry_after if last else None))
+                       on_progress: Optional[Callable[[int, Optional[int]], None]] = None) -> Fetched:
+        """ONE attempt to bring ``url`` into ``part``, resuming with ``Range`` from what ``part``
+        already holds. Redirects are followed here, each hop checked; ``headers`` go only to the
+        first URL's origin. Raises Expired (401/403/404/410), TransientError (429/5xx, a drop —
+        what arrived is kept), ProtocolError/RejectedInput (refused URL, over the cap)."""
+        part = Path(part)
+        await asyncio.to_thread(part.parent.mkdir, parents=True, exist_ok=True)
+        have = await asyncio.to_thread(_size, part)
+        origin = _origin(url)
+        current = url
+        session = await self.download_session()
+        for _ in range(MAX_REDIRECTS + 1):
+            current = check_url(current, allow_private=bool(self.allow_private))
+            where = f"GET {strip_query(current)}"
+            hdrs = dict(headers or {}) if _origin(current) == origin else {}
+            hdrs["Accept-Encoding"] = "identity"
+            if have:
+                hdrs["Range"] = f"bytes={have}-"
             self.stats["requests"] += 1
             try:
-                session = await self.session()
-                async with session.get(url, headers=dict(headers or {}), timeout=self._timeout(timeout_s)) as resp:
-                    if resp.status in (401, 403, 404, 410):
-                        raise self._err(NotFound, f"{where}: result file is gone (HTTP {resp.status})",
-                                        code=resp.status,
-                                        hint="the result URL expired or was removed; the task stays tracked")
-                    if resp.status in RETRY_STATUSES:
-                        last = self._err(TransientError, f"{where}: HTTP {resp.status}",
-                                         retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+                async with session.get(current, headers=hdrs, allow_redirects=False) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                        current = urljoin(current, resp.headers["Location"])
                         continue
-                    if resp.status >= 400:
-                        raise self._err(ProtocolError, f"{where}: HTTP {resp.status}", code=resp.status)
-                    total = resp.content_length
-                    if total is not None and total > max_bytes:
-                        raise self._err(ProtocolError, f"{where}: file of {total} bytes exceeds the "
-                                        f"{max_bytes // MiB} MiB cap")
-                    size, digest = await self._stream_to(resp, part, max_bytes, total, on_progress, where)
-                    if total is not None and size != total:
-                        last = self._err(TransientError, f"{where}: truncated download ({size} of {total} bytes)")
-                        continue
-                    mime = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
+                    return await self._take(resp, part, have, max_bytes, on_progress, where)
             except RemoteError:
-                await asyncio.to_thread(_unlink, part)
                 raise
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as e:
-                last = self._err(TransientError, f"{where}: {e.__class__.__name__}")
-                continue
-            await asyncio.to_thread(os.replace, part, dest)
-            return Download(dest, size, digest, mime)
-        await asyncio.to_thread(_unlink, part)
-        assert last is not None
-        last.detail = f"{last.detail} (after {self.policy.attempts} attempts)"
-        raise last
+                kind = "stalled (no data within the idle timeout)" if isinstance(e, asyncio.TimeoutError) \
+                    else f"connection lost ({e.__class__.__name__})"
+                raise self._err(TransientError, f"{where}: {kind}") from None
+        raise self._err(ProtocolError, f"GET {strip_query(url)}: more than {MAX_REDIRECTS} redirects")
 
-    async def _stream_to(self, resp: aiohttp.ClientResponse, part: Path, max_bytes: int,
-                         total: Optional[int], on_progress: Any, where: str) -> tuple[int, str]:
-        await asyncio.to_thread(part.parent.mkdir, parents=True, exist_ok=True)
-        fh = await asyncio.to_thread(open, part, "wb")
-        h = hashlib.sha256()
-        size = 0
+    async def _take(self, resp: aiohttp.ClientResponse, part: Path, have: int, max_bytes: int,
+                    on_progress: Any, where: str) -> Fetched:
+        status = resp.status
+        if status in EXPIRED_STATUSES:
+            raise self._err(Expired, f"{where}: the result URL has expired or is gone (HTTP {status})", code=status,
+                            hint="fresh links are asked for; the task stays tracked")
+        if status == 416 and have:  # our partial file is wrong for this resource: start over
+            await asyncio.to_thread(_unlink, part)
+            raise self._err(TransientError, f"{where}: range not satisfiable; starting over")
+        if status in RETRY_STATUSES:
+            raise self._err(TransientError, f"{where}: HTTP {status}",
+                            retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        if status not in (200, 206):
+            raise self._err(ProtocolError, f"{where}: HTTP {status}", code=status)
+        encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+        if status == 200 or encoded:
+            have = 0  # the server ignored our Range (or compressed the body anyway): take it all again
+        length = None if encoded else resp.content_length  # the wire length of a compressed body
+        total = (have + length) if length is not None else None
+        if total is not None and total > max_bytes:
+            raise self._err(RejectedInput, f"{where}: file of {total} bytes exceeds the {max_bytes // MiB} MiB cap")
+        fh = await asyncio.to_thread(open, part, "ab" if have else "wb")
+        size = have
         try:
             async for chunk in resp.content.iter_chunked(CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise self._err(ProtocolError, f"{where}: file exceeds the {max_bytes // MiB} MiB cap")
-                h.update(chunk)
+                    raise self._err(RejectedInput, f"{where}: file exceeds the {max_bytes // MiB} MiB cap")
                 await asyncio.to_thread(fh.write, chunk)
                 if on_progress is not None:
                     on_progress(size, total)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+            size = -1
         finally:
             await asyncio.to_thread(fh.close)
-        return size, h.hexdigest()
+        if size < 0 or (total is not None and size != total):
+            got = await asyncio.to_thread(_size, part)
+            raise self._err(TransientError, f"{where}: the download stopped at {got}"
+                            + (f" of {total} bytes" if total else " bytes") + "; resuming")
+        mime = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
+        return Fetched(part, size, mime, True)
+
+
+def _origin(url: str) -> tuple:
+    p = urlsplit(url)
+    return (p.scheme, p.hostname, p.port)
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _unlink(p: Path) -> None:
@@ -337,3 +376,15 @@ def _unlink(p: Path) -> None:
         p.unlink()
     except FileNotFoundError:
         pass
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def replace(src: Path, dst: Path) -> None:
+    os.replace(src, dst)

@@ -1,35 +1,45 @@
-"""The Provider protocol, its shared types and the one error hierarchy.
+"""The Provider protocol and its shared types.
 
-Every provider module (``providers/<id>.py``) translates its service's wire format into these
-types and nothing else: no journal, no progress bars, no ComfyUI imports. The engine
-(``engine/tasks.py``) drives a provider through :class:`Provider` and owns retries of whole
-steps, the journal, downloads and events.
+A provider module (``providers/<id>.py``) *describes* its service: endpoints, the tables that map
+the service's states and error codes to these types, and a few small coroutines that each make one
+request. It decides nothing about retries, deadlines or when a task has ended: the engine does, once,
+for every provider (design §4 "the rules of every paid step", ``engine/rules.py``).
 
-Lifecycle of one task, as the engine runs it::
+One task, as the engine drives it::
 
-    key = provider.new_submission_key()          # journalled before any network step
-    pre = await provider.validate(spec)          # pre-flight, nothing paid yet
-    value = await provider.upload(data, mime, name)   # per IMAGE override
-    ref = await provider.submit(spec, key)       # -> RemoteRef (remote id + resume data)
-    async for update in provider.watch(ref): ... # TaskUpdate stream ending in a terminal state
-    outputs = await provider.outputs(ref)        # when the terminal update carried none
-    await provider.cancel(ref)                   # on interrupt, where capabilities.cancel
+    key = provider.new_submission_key()           # journalled before any network step
+    pre = await provider.validate(spec)           # pre-flight, nothing paid yet
+    value = await provider.upload(data, mime, name)   # per file input (cached while upload_ttl_s)
+    ref = await provider.submit(spec, key)        # ONE create attempt -> RemoteRef
+    ref = await provider.find(key, spec)          # after an ambiguous create: look it up (or NotSupported)
+    upd = await provider.poll(ref)                # ONE look at the task -> TaskUpdate (terminal = the service said so)
+    hints = provider.push(ref)                    # optional live updates (WebSocket); never end a task
+    outputs = await provider.outputs(ref)         # fresh result URLs (they expire)
+    result = await provider.cancel(ref)           # ONE cancel request -> CancelResult
 
-``RemoteRef.data`` is JSON stored in the journal and handed back after a restart, so that
-``watch``/``outputs``/``cancel`` work on a task submitted by an earlier process.
+``RemoteRef.data`` is JSON stored in the journal and handed back after a restart, so that every
+call works on a task submitted by an earlier process. ``data["cancel_requested"]`` is set by the
+engine once a cancel was asked for, so ``poll`` can report a stopped task as CANCELLED.
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
 
+from .errors import (AmbiguousSubmit, AnswerLost, AuthError, CapacityBusy, ConfigError, ContentRejected,  # noqa: F401
+                     Interrupted, NotFound, NotSent, NotSupported, ProtocolError, QuotaError, RateLimited,
+                     RejectedInput, RemoteError, RemoteFailure, RemoteTimeout, ServerError, TaskGone,
+                     TransientError)
+from .graph import apply_overrides, looks_like_ui_workflow, node_sort_key, parse_api_graph  # noqa: F401
+
 if TYPE_CHECKING:  # pragma: no cover
-    from ..engine.transfer import Http
+    from ..engine.transfer import Http, Response
+
+_node_sort_key = node_sort_key  # older name
 
 
 # --------------------------------------------------------------------------- states
@@ -60,6 +70,15 @@ ACTIVE_STATES = frozenset({State.SUBMITTING, State.QUEUED, State.RUNNING})
 # ABANDONED is neither: the remote task may still run; the journal keeps following it.
 
 
+class CancelResult(str, enum.Enum):
+    """What one cancel request achieved. Never an outcome: the engine keeps watching until the
+    service reports the task's end (cancelled — or finished, and then the result is kept)."""
+
+    REQUESTED = "requested"  # the service took the request
+    TOO_LATE = "too_late"  # the task had already ended; nothing to stop
+    UNSUPPORTED = "unsupported"  # the service cannot cancel this task
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a provider can do; the contract suite skips scenarios a provider lacks."""
@@ -73,6 +92,10 @@ class Capabilities:
     client_chosen_id: bool = False  # the submission key *is* the remote id (known before submit)
     findable: bool = False  # find(key) can tell whether an ambiguous submit created a task
     addressing: str = "node"  # "node" (targets are NODE_ID.FIELD) or "field" (plain names)
+
+    @property
+    def can_find(self) -> bool:
+        return self.findable or self.idempotent_submit or self.client_chosen_id
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -210,151 +233,22 @@ class TaskUpdate:
     outputs: Optional[list[Output]] = None  # set on SUCCEEDED when the push carried them
 
 
-# --------------------------------------------------------------------------- errors
-
-class RemoteError(Exception):
-    """Base of every error the extension raises. Messages name provider, profile, node and
-    field where known, and say what to do. Never put a secret or a traceback in one: the engine
-    still scrubs every message through the redaction point before it leaves the extension."""
-
-    retryable = False
-    kind = "error"
-
-    def __init__(self, detail: str = "", *, provider: str = "", profile: str = "", node: str = "",
-                 field: str = "", hint: str = "", code: Any = None, remote_node: str = "",
-                 node_class: str = "", retry_after: Optional[float] = None):
-        self.detail = detail
-        self.provider = provider
-        self.profile = profile
-        self.node = node
-        self.field = field
-        self.hint = hint
-        self.code = code
-        self.remote_node = remote_node
-        self.node_class = node_class
-        self.retry_after = retry_after
-        super().__init__(detail)
-
-    def with_context(self, **ctx: str) -> "RemoteError":
-        """Fill in context the raiser did not know (provider, profile, node), keep the rest."""
-        for key, value in ctx.items():
-            if value and not getattr(self, key, None):
-                setattr(self, key, value)
-        return self
-
-    def __str__(self) -> str:
-        where = "/".join(x for x in (self.provider, self.profile) if x)
-        head = f"[{where}] " if where else ""
-        who = f"{self.node}: " if self.node else ""
-        what = self.detail or self.__class__.__name__
-        if self.field:
-            what = f"{what} (field '{self.field}')"
-        if self.remote_node:
-            cls = f" ({self.node_class})" if self.node_class else ""
-            what = f"{what} [remote node {self.remote_node}{cls}]"
-        tail = f" — {self.hint}" if self.hint else ""
-        return f"{head}{who}{what}{tail}"
-
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "message": str(self), "code": self.code,
-                "field": self.field or None, "remote_node": self.remote_node or None}
-
-
-class ConfigError(RemoteError):
-    """The profile is missing something (a key, a URL). Names the env var or profile field."""
-
-    kind = "config"
-
-
-class AuthError(RemoteError):
-    kind = "auth"
-
-
-class QuotaError(RemoteError):
-    """Balance, credits or quota exhausted."""
-
-    kind = "quota"
-
-
-class RejectedInput(RemoteError):
-    """The service (or pre-flight) refused an input; ``field`` names which."""
-
-    kind = "rejected_input"
-
-
-class ContentRejected(RejectedInput):
-    """A content-safety filter refused the input or the output."""
-
-    kind = "content_safety"
-
-
-class NotFound(RemoteError):
-    """Unknown workflow, app, template or task id."""
-
-    kind = "not_found"
-
-
-class RemoteFailure(RemoteError):
-    """The remote run failed; ``remote_node``/``node_class`` say where."""
-
-    kind = "remote_failure"
-
-
-class TransientError(RemoteError):
-    """Worth retrying (5xx, 429, dropped connection); ``retry_after`` in seconds when known."""
-
-    retryable = True
-    kind = "transient"
-
-
-class CapacityBusy(TransientError):
-    """The account's concurrent-task limit is reached; nothing was created. The engine waits in a
-    local queue with backoff and says so in the task's message instead of failing."""
-
-    kind = "capacity"
-
-
-class AmbiguousSubmit(TransientError):
-    """The submit request may or may not have reached the service (connection dropped after
-    sending, 5xx on a non-idempotent create). Never resend blindly: the engine asks
-    ``find(key)`` or, where the provider cannot tell, stops and tells the user."""
-
-    kind = "ambiguous_submit"
-
-
-class ProtocolError(RemoteError):
-    """The service answered something we cannot read (malformed JSON, missing fields)."""
-
-    kind = "protocol"
-
-
-class NotSupported(RemoteError):
-    kind = "not_supported"
-
-
-class RemoteTimeout(RemoteError):
-    kind = "timeout"
-
-
-class Interrupted(RemoteError):
-    """The local prompt was interrupted while waiting."""
-
-    kind = "interrupted"
-
 
 # --------------------------------------------------------------------------- protocol
 
 class Provider:
     """Base class of every provider. One instance per profile, living on the engine's loop.
 
-    Subclasses set ``id`` and ``capabilities`` and implement the coroutines below. ``http`` is the
-    engine's HTTP client (retries, timeouts, size caps, redaction); ``profile`` is the resolved
-    :class:`engine.profiles.Profile`. Secrets are read with ``profile.secret(name)``.
+    ``http`` is the engine's HTTP client (timeouts, size caps, the transport's retry policy,
+    redaction); ``profile`` the resolved :class:`engine.profiles.Profile`; secrets are read with
+    ``profile.secret(name)``. ``upload_ttl_s`` is how long the service keeps an upload (the engine
+    re-uploads after that; None = as long as the service has it).
     """
 
     id: str = ""
     label: str = ""
     capabilities = Capabilities()
+    upload_ttl_s: Optional[float] = None
 
     def __init__(self, profile: Any, http: "Http"):
         self.profile = profile
@@ -368,6 +262,13 @@ class Provider:
     def error(self, cls: type[RemoteError], detail: str, **kw: Any) -> RemoteError:
         """Build an error carrying this provider's and profile's names."""
         return cls(detail, provider=self.id, profile=self.name, **kw)
+
+    def http_error(self, resp: "Response", what: str, *, auth_hint: str = "") -> RemoteError:
+        """The error an HTTP status means when the service's own error body said nothing more:
+        the one status table every provider falls back to."""
+        from ..engine.rules import status_error
+
+        return status_error(resp, what, provider=self.id, profile=self.name, auth_hint=auth_hint)
 
     def new_submission_key(self) -> str:
         """Idempotency key journalled before submit. Providers whose service lets the client
@@ -391,26 +292,40 @@ class Provider:
                          field="image", hint="pass a URL or file name with RemoteInputText")
 
     async def submit(self, spec: SubmitSpec, key: str) -> RemoteRef:
+        """ONE create request (``http.request(..., creates=True)``). Raise what the answer says;
+        never retry: the engine decides whether the create may be sent again."""
         raise NotImplementedError
 
     async def find(self, key: str, spec: SubmitSpec) -> Optional[RemoteRef]:
-        """After an AmbiguousSubmit: the task created under ``key``, or None if none was made.
+        """The task created under ``key``, or None when the service says there is none (yet).
         Raise NotSupported where the service gives no way to tell."""
         raise self.error(NotSupported, "cannot tell whether the submit reached the service")
 
-    def watch(self, ref: RemoteRef) -> AsyncIterator[TaskUpdate]:
-        """Async iterator of updates ending with a terminal one (SUCCEEDED/FAILED/CANCELLED).
-        Push channel where the service has one, HTTP polling as safety net."""
+    async def poll(self, ref: RemoteRef) -> TaskUpdate:
+        """ONE look at the task. A terminal state only when the service reported one (with
+        ``outputs`` on success where the answer carries them); TaskGone when the service itself
+        says it does not know the task; any other error means "status unavailable right now"."""
         raise NotImplementedError
+
+    def push(self, ref: RemoteRef) -> Optional[AsyncIterator[TaskUpdate]]:
+        """Live updates (a WebSocket), or None when there is none (yet). They show progress and
+        make the engine poll at once on a terminal one; they never end a task themselves."""
+        return None
 
     async def outputs(self, ref: RemoteRef) -> list[Output]:
-        raise NotImplementedError
+        """The finished task's outputs with fresh URLs (asked again when a URL has expired)."""
+        upd = await self.poll(ref)
+        if upd.state is State.SUCCEEDED and upd.outputs is not None:
+            return upd.outputs
+        raise self.error(TransientError, f"the task is {upd.state}; its outputs are not available")
 
-    async def cancel(self, ref: RemoteRef) -> None:
-        raise self.error(NotSupported, "this service has no cancel; the remote task may still run and bill")
+    async def cancel(self, ref: RemoteRef) -> CancelResult:
+        """ONE cancel request, where ``capabilities.cancel``."""
+        return CancelResult.UNSUPPORTED
 
     def download_headers(self, output: Output) -> dict:
-        """Headers to fetch an output URL (e.g. a bearer token); never stored in the journal."""
+        """Headers to fetch an output URL on the profile's own host (e.g. a bearer token); never
+        sent to another host, never stored in the journal."""
         return {}
 
     async def check(self) -> str:
@@ -419,60 +334,6 @@ class Provider:
 
     async def close(self) -> None:
         """Release provider-held resources (sockets, background tasks)."""
-
-
-# --------------------------------------------------------------------------- helpers
-
-def looks_like_ui_workflow(data: Any) -> bool:
-    return isinstance(data, dict) and "nodes" in data and "links" in data
-
-
-def parse_api_graph(text: str, *, provider: str = "", profile: str = "") -> dict:
-    """Parse an API-format graph from JSON text, with clear errors for UI-format exports."""
-    try:
-        data = json.loads(text)
-    except (TypeError, ValueError) as e:
-        raise RejectedInput(f"workflow is not valid JSON ({e.__class__.__name__}: {e})", field="workflow",
-                            provider=provider, profile=profile,
-                            hint="paste an API-format graph (ComfyUI: Workflow → Export (API))") from None
-    if looks_like_ui_workflow(data):
-        raise RejectedInput("workflow is in UI format (it has 'nodes' and 'links')", field="workflow",
-                            provider=provider, profile=profile,
-                            hint="export it with Workflow → Export (API) in ComfyUI and use that file")
-    if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
-        data = data["prompt"]  # a /prompt request body
-    if not isinstance(data, dict) or not data or not all(
-            isinstance(v, dict) and "class_type" in v for v in data.values()):
-        raise RejectedInput("workflow is not an API-format graph (expected {node_id: {class_type, inputs}})",
-                            field="workflow", provider=provider, profile=profile,
-                            hint="export it with Workflow → Export (API) in ComfyUI")
-    return data
-
-
-def apply_overrides(graph: dict, spec: SubmitSpec, *, provider: str = "", profile: str = "",
-                    check_fields: bool = True) -> dict:
-    """Return a copy of an API graph with every NODE_ID.FIELD override applied (last wins).
-    A target whose node is missing is an error naming the target and listing the node ids."""
-    out = json.loads(json.dumps(graph))
-    for tgt, o in spec.targets("node"):
-        node = out.get(tgt.node)
-        if node is None:
-            ids = ", ".join(sorted(out, key=_node_sort_key)[:30])
-            raise RejectedInput(f"target {tgt.raw}: the workflow has no node {tgt.node!r}", field="target",
-                                provider=provider, profile=profile, hint=f"node ids in this workflow: {ids}")
-        inputs = node.setdefault("inputs", {})
-        if check_fields and tgt.field not in inputs:
-            names = ", ".join(sorted(k for k in inputs)) or "none"
-            raise RejectedInput(f"target {tgt.raw}: node {tgt.node} ({node.get('class_type')}) has no input "
-                                f"{tgt.field!r}", field="target", provider=provider, profile=profile,
-                                hint=f"its inputs are: {names}")
-        inputs[tgt.field] = o.value
-    return out
-
-
-def _node_sort_key(node_id: str) -> tuple:
-    parts = re.split(r"[:]", node_id)
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
 
 
 def last_wins(overrides: Sequence[Override]) -> tuple[Override, ...]:

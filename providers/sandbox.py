@@ -29,7 +29,7 @@ class SandboxProvider(ComfyUIProvider):
         self.fake: Optional[Any] = None
         self._start_lock: Optional[asyncio.Lock] = None
 
-    async def _base(self) -> str:
+    async def base(self) -> str:
         if self.fake is None:
             if self._start_lock is None:
                 self._start_lock = asyncio.Lock()
@@ -42,14 +42,14 @@ class SandboxProvider(ComfyUIProvider):
                     self.fake = fake
         return self.fake.url
 
-    def _headers(self) -> dict:
+    def auth_headers(self) -> dict:
         return {}
 
-    def _console(self, base: str) -> Optional[str]:
+    def console_url(self, base: str) -> Optional[str]:
         return None  # the in-process fake has no user interface
 
     async def check(self) -> str:
-        await self._base()
+        await self.base()
         return "sandbox: the bundled fake ComfyUI is running in-process (no network, no key)"
 
     async def close(self) -> None:

@@ -47,8 +47,8 @@ class ComfyWorkflows(ContractCase):
 
 class ComfyUICase(ComfyWorkflows):
     provider = "comfyui"
-    faults = frozenset({"submit_5xx", "submit_429", "submit_drop_after", "poll_5xx", "poll_malformed", "ws_drop",
-                        "download_truncated", "download_expired", "node_error", "slow_answers"})
+    ROUTES = {"create": "prompt", "poll": "history", "outputs": "history", "cancel": "queue_edit",
+              "file": "view", "upload": "upload", "ws": "ws"}
 
     async def start(self) -> None:
         fake = FakeComfyUI(clock=self.clock)
@@ -71,31 +71,19 @@ class ComfyUICase(ComfyWorkflows):
     def was_cancelled(self, remote_id: str) -> bool:
         return remote_id in self.cf.interrupted or remote_id in self.cf.deleted
 
-    def inject(self, fault: str) -> None:
-        f = self.cf.faults
-        if fault == "submit_5xx":
-            f.add("prompt", "status", status=503)
-        elif fault == "submit_429":
-            f.add("prompt", "status", status=429, retry_after=1)
-        elif fault == "submit_drop_after":
-            f.add("prompt", "drop_after")
-        elif fault == "poll_5xx":
-            f.add("queue", "status", status=502, times=3)
-        elif fault == "poll_malformed":
-            f.add("queue", "malformed")
-        elif fault == "ws_drop":
-            f.add("ws", "ws_drop", after=6)
-        elif fault == "download_truncated":
-            f.add("view", "truncate")
-        elif fault == "download_expired":
-            self.cf.expire_views = True
-        elif fault == "node_error":
-            self.cf.fail_next("SandboxSlowPass", "mat1 and mat2 shapes cannot be multiplied (1x768 and 1024x320)")
-        elif fault == "slow_answers":
-            f.add("prompt", "slow", delay=1.5)
-            f.add("queue", "slow", delay=1.5, times=2)
-        else:
-            raise KeyError(fault)
+    def finished_remotely(self, remote_id: str) -> bool:
+        return remote_id in self.cf.history
+
+    def expire_urls(self) -> None:
+        # /view links do not expire on a ComfyUI, but a proxy in front of one may refuse a stale
+        # signed link once; a fresh look at /history gives the link again
+        self.cf.faults.add("view", "status", status=403, body={"error": "Request has expired"})
+
+    def fail_node(self) -> None:
+        self.cf.fail_next("SandboxSlowPass", "mat1 and mat2 shapes cannot be multiplied (1x768 and 1024x320)")
+
+    def refuse_content(self) -> None:
+        raise NotImplementedError("a plain ComfyUI has no content-safety filter")
 
 
 CASE = ComfyUICase()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from .case import Expect
+from .case import FAULT_CLASSES, Expect
 from .case_comfyui import ComfyWorkflows, slow_text
 
 
@@ -17,8 +17,8 @@ def _get(url: str) -> dict:
 class RealComfyUICase(ComfyWorkflows):
     provider = "comfyui"
     requires = "remote_comfy"  # session fixture giving the running instance
-    faults = frozenset({"node_error"})
     has_auth = False  # a plain ComfyUI has no authentication
+    unplayable = frozenset(FAULT_CLASSES)  # a real server takes no injected faults: the fake case plays them
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,10 +55,17 @@ class RealComfyUICase(ComfyWorkflows):
             return True  # deleted from the queue before it ran
         return any(m[0] == "execution_interrupted" for m in hist["status"]["messages"])
 
-    def inject(self, fault: str) -> None:
-        if fault != "node_error":
-            raise KeyError(fault)
+    def finished_remotely(self, remote_id: str) -> bool:
+        return bool(_get(f"{self.url}/history/{remote_id}").get(remote_id))
+
+    def fail_node(self) -> None:
         self._fail_next = True
+
+    def refuse_content(self) -> None:
+        raise NotImplementedError("a plain ComfyUI has no content-safety filter")
+
+    def add(self, kind: str, fault: str, **kw):
+        raise NotImplementedError("a real server takes no injected faults")
 
 
 CASE = RealComfyUICase()

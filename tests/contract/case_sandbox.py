@@ -5,13 +5,17 @@ client code, same fake); the sandbox has no key, so it has no auth scenario (``h
 from __future__ import annotations
 
 from ..fakes.comfyui import FakeComfyUI
+from .case import FAULT_CLASSES
 from .case_comfyui import ComfyWorkflows
 
 
 class SandboxCase(ComfyWorkflows):
     provider = "sandbox"
-    faults = frozenset()
     has_auth = False
+    # the sandbox is the comfyui provider on the bundled server, started by the provider itself;
+    # the comfyui case plays every fault class on the same server and client code
+    unplayable = frozenset(FAULT_CLASSES)
+    ROUTES = {"create": "prompt", "poll": "history", "outputs": "history", "cancel": "queue_edit", "file": "view"}
 
     async def start(self) -> None:
         self._before = set(FakeComfyUI.LIVE)
@@ -29,8 +33,20 @@ class SandboxCase(ComfyWorkflows):
     def was_cancelled(self, remote_id: str) -> bool:
         return any(remote_id in f.interrupted or remote_id in f.deleted for f in self._fakes())
 
-    def inject(self, fault: str) -> None:
-        raise KeyError(fault)
+    def finished_remotely(self, remote_id: str) -> bool:
+        return any(remote_id in f.history for f in self._fakes())
+
+    def server_for(self, route: str):
+        fakes = self._fakes()
+        if not fakes:
+            raise NotImplementedError("the sandbox starts its server on first use")
+        return fakes[-1]
+
+    def fail_node(self) -> None:
+        raise NotImplementedError("the comfyui case plays remote node failures on the same server")
+
+    def refuse_content(self) -> None:
+        raise NotImplementedError("a plain ComfyUI has no content-safety filter")
 
 
 CASE = SandboxCase()

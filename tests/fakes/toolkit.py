@@ -11,7 +11,12 @@
   connection without an answer), ``"drop_after"`` (run the handler — the work happens — then drop
   the answer), ``"slow"`` (``delay`` seconds first), ``"malformed"`` (a body that is not JSON),
   ``"truncate"`` (send half of the body, then close), ``"ws_drop"`` (read by WebSocket handlers:
-  close mid-run after ``after`` messages).
+  close mid-run after ``after`` messages), ``"status_after"`` (the handler runs — a task is created —
+  then the answer is replaced by ``status``/``body``: a CDN 52x page, a 502), ``"late"`` (the handler
+  runs only after ``delay`` seconds, even if the client gave up waiting; the answer follows),
+  ``"gzip"`` (the real answer, gzip-compressed with Content-Encoding and Content-Length),
+  ``"trickle"`` (the real answer sent in small pieces spread over ``delay`` seconds), ``"hold"``
+  (requests wait until the test calls ``fault.release()``).
 
 Fakes never import the extension: they are what a remote service is, built from the protocol
 facts only, so that they can also run on their own (``python -m tests.fakes NAME --port N``).
@@ -19,6 +24,7 @@ facts only, so that they can also run on their own (``python -m tests.fakes NAME
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import time
@@ -65,6 +71,10 @@ class Fault:
     delay: float = 0.0
     after: int = 0  # ws_drop: messages sent before the drop
     headers: dict = field(default_factory=dict)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # hold: requests wait until gate.set()
+
+    def release(self) -> None:
+        self.gate.set()
 
 
 class Faults:
@@ -109,7 +119,10 @@ class Seen:
         return json.loads(self.body or b"null")
 
 
-HTTP_FAULTS = {"status", "drop", "drop_after", "slow", "slow_after", "malformed", "truncate"}
+HTTP_FAULTS = {"status", "drop", "drop_after", "slow", "slow_after", "malformed", "truncate", "status_after", "late",
+               "gzip", "trickle", "hold"}
+CDN_PAGE = ("<html><head><title>524: A timeout occurred</title></head><body>The origin web server timed out "
+            "responding to this request.</body></html>")
 
 
 def json_response(data: Any, status: int = 200, headers: Optional[dict] = None) -> web.Response:
@@ -224,12 +237,33 @@ class FakeServer:
             resp = await handler(request)
             await asyncio.sleep(fault.delay)
             return resp
-        if fault.kind == "status":
+        if fault.kind == "hold":
+            await fault.gate.wait()
+            return await handler(request)
+        if fault.kind == "late":
+            work = asyncio.ensure_future(_late(fault.delay, handler, request))  # survives the client leaving
+            return await asyncio.shield(work)
+        if fault.kind in ("gzip", "trickle"):
+            resp = await handler(request)
+            data = getattr(resp, "body", None)
+            if not isinstance(data, (bytes, bytearray)):
+                return resp
+            if fault.kind == "gzip":
+                packed = gzip.compress(bytes(data))
+                out = web.Response(body=packed, status=resp.status, headers={
+                    **{k: v for k, v in resp.headers.items() if k.lower() not in ("content-length", "content-encoding")},
+                    "Content-Encoding": "gzip"})
+                return out
+            return await _trickle(request, resp, bytes(data), fault.delay)
+        if fault.kind == "status_after":
+            await handler(request)  # the work happens; a gateway then answers with an error
+        if fault.kind in ("status", "status_after"):
             headers = dict(fault.headers)
             if fault.retry_after is not None:
                 headers["Retry-After"] = str(int(fault.retry_after) if float(fault.retry_after).is_integer()
                                              else fault.retry_after)
-            body_out = fault.body if fault.body is not None else {"error": f"injected HTTP {fault.status}"}
+            body_out = fault.body if fault.body is not None else (
+                CDN_PAGE if fault.kind == "status_after" else {"error": f"injected HTTP {fault.status}"})
             if isinstance(body_out, (dict, list)):
                 return json_response(body_out, status=fault.status, headers=headers)
             return web.Response(text=str(body_out), status=fault.status, headers=headers)
@@ -254,6 +288,25 @@ class FakeServer:
             _drop(request)
             return out
         return await handler(request)  # pragma: no cover - unknown kinds are ignored
+
+
+async def _late(delay: float, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(delay)
+    return await handler(request)
+
+
+async def _trickle(request: web.Request, resp: web.Response, data: bytes, seconds: float) -> web.StreamResponse:
+    out = web.StreamResponse(status=resp.status, headers={"Content-Type": resp.content_type or "application/octet-stream"})
+    out.content_length = len(data)
+    await out.prepare(request)
+    pieces = max(4, int(seconds / 0.1))
+    step = max(1, -(-len(data) // pieces))
+    for i in range(0, len(data), step):
+        await out.write(data[i:i + step])
+        await asyncio.sleep(seconds / pieces)
+    await out.write_eof()
+    return out
 
 
 def _drop(request: web.Request) -> None:

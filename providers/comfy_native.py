@@ -1,0 +1,207 @@
+"""A remote ComfyUI server as one provider instance sees it: ONE WebSocket per client id shared by
+every prompt it follows, ONE shared snapshot of ``/queue`` (fetched at most once per interval for
+all prompts together), and per-prompt progress from the native frames (``engine/comfy_progress``).
+
+ComfyUI sends a prompt's messages only to the client id that queued it, live, never replayed. So
+the socket is opened before a prompt is posted, and a prompt queued by an earlier process is
+followed by connecting with *its* client id. While the socket has been up the whole time and the
+prompt is running, its state comes from the frames alone; otherwise (queued, socket down or
+reconnected, frames silent for a while) the shared queue snapshot and ``/history/{id}`` decide.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Optional
+from urllib.parse import quote
+
+from ..engine.comfy_progress import ComfyProgress
+from ..engine.websocket import Frame, SocketPolicy, frames
+from .base import State, TaskUpdate
+from .errors import ProtocolError
+
+IDLE_CLOSE_S = 5.0  # close the socket this long after the last prompt stopped being followed
+TRUST_FRAMES_S = 10.0  # without any HTTP look, trust a running prompt's frames this long at most
+
+
+WS_SCHEMES = {"https": "wss", "http": "ws"}
+
+
+def ws_url(base: str, client_id: str) -> str:
+    scheme, _, rest = base.partition("://")
+    return f"{WS_SCHEMES.get(scheme, scheme)}://{rest}/ws?clientId={quote(client_id)}"
+
+
+class Followed:
+    """One prompt being followed: its progress, whether the socket saw all of it, push listeners."""
+
+    def __init__(self, pid: str, classes: Optional[dict]):
+        self.progress = ComfyProgress(classes, prompt_id=pid)
+        self.whole = True  # the socket was up since this prompt was followed (no frame can be missing)
+        self.checked = 0.0  # monotonic time of the last HTTP look
+        self.listeners: list[asyncio.Queue] = []
+
+    def notify(self) -> None:
+        for q in self.listeners:
+            q.put_nowait(True)
+
+
+class ComfyServer:
+    def __init__(self, provider: Any, client_id: str):
+        self.p = provider
+        self.client_id = client_id
+        self.followed: dict[str, Followed] = {}
+        self.connected = asyncio.Event()
+        self.tried = asyncio.Event()
+        self._socket: Optional[asyncio.Task] = None
+        self._queue: Optional[tuple[float, list, list]] = None  # (when, running ids, pending ids)
+        self._queue_lock = asyncio.Lock()
+        self.graphs: dict[str, dict] = {}  # prompt id -> {node: class} learnt from /queue
+
+    # ------------------------------------------------------------------ following prompts
+    def follow(self, pid: str, classes: Optional[dict] = None) -> Followed:
+        f = self.followed.get(pid)
+        if f is None:
+            f = self.followed[pid] = Followed(pid, classes or self.graphs.get(pid))
+            f.whole = self.connected.is_set()
+        elif classes and not f.progress.classes:
+            f.progress.classes = dict(classes)
+        if self._socket is None or self._socket.done():
+            self._socket = asyncio.ensure_future(self._run_socket())
+        return f
+
+    def forget(self, pid: str) -> None:
+        f = self.followed.pop(pid, None)
+        self.graphs.pop(pid, None)
+        if f is not None:
+            f.notify()  # ends its push listeners
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.tried.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self.connected.is_set()
+
+    async def _run_socket(self) -> None:
+        base = await self.p.base()
+        stream = frames(self.p.http, ws_url(base, self.client_id), headers=self.p.auth_headers(),
+                        policy=SocketPolicy(reconnects=None, backoff_cap_s=2.0))
+        idle_since: Optional[float] = None
+        try:
+            async for fr in stream:
+                self._on_frame(fr)
+                if self.followed:
+                    idle_since = None
+                elif fr.kind in ("json", "connected", "disconnected"):
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since > IDLE_CLOSE_S:
+                        return
+        finally:
+            self.connected.clear()
+            self.tried.set()
+            await stream.aclose()
+
+    def _on_frame(self, fr: Frame) -> None:
+        if fr.kind == "connected":
+            self.connected.set()
+            self.tried.set()
+            self._queue = None  # whatever happened while we were away is only in /queue and /history
+            return
+        if fr.kind == "disconnected":
+            self.connected.clear()
+            self.tried.set()
+            for f in self.followed.values():
+                f.whole = False
+                f.notify()
+            return
+        if fr.kind != "json" or not isinstance(fr.data, dict):
+            return  # binary frames: previews and progress text
+        data = fr.data.get("data") if isinstance(fr.data.get("data"), dict) else {}
+        pid = data.get("prompt_id")
+        if pid is None:
+            if fr.data.get("type") == "status":
+                self._queue = None  # the queue moved
+                for f in self.followed.values():
+                    f.notify()
+            return
+        f = self.followed.get(str(pid))
+        if f is not None and f.progress.feed(fr.data):
+            f.notify()
+
+    # ------------------------------------------------------------------ shared HTTP looks
+    async def queue(self, max_age: float) -> tuple[list, list]:
+        """Running and pending prompt ids (pending in run order), shared by every follower."""
+        async with self._queue_lock:
+            now = time.monotonic()
+            if self._queue is None or now - self._queue[0] > max_age:
+                data = await self.p.get("/queue", "GET /queue")
+                if not isinstance(data, dict):
+                    raise self.p.error(ProtocolError, "GET /queue answered something that is not an object")
+                running = [x for x in data.get("queue_running") or [] if isinstance(x, list) and len(x) > 2]
+                pending = [x for x in data.get("queue_pending") or [] if isinstance(x, list) and len(x) > 2]
+                pending.sort(key=lambda x: (x[0] if isinstance(x[0], (int, float)) else 0))
+                for item in running + pending:
+                    if isinstance(item[2], dict) and str(item[1]) in self.followed:
+                        self.graphs.setdefault(str(item[1]), {str(k): str(v.get("class_type")) for k, v in
+                                                              item[2].items() if isinstance(v, dict)})
+                self._queue = (time.monotonic(), [str(x[1]) for x in running], [str(x[1]) for x in pending])
+            return self._queue[1], self._queue[2]
+
+    async def history(self, pid: str) -> Optional[dict]:
+        data = await self.p.get(f"/history/{quote(pid, safe='')}", "GET /history")
+        entry = data.get(pid) if isinstance(data, dict) else None
+        return entry if isinstance(entry, dict) else None
+
+    # ------------------------------------------------------------------ one look
+    async def look(self, pid: str, interval: float) -> tuple[str, Any]:
+        """("frames", TaskUpdate) | ("queued", TaskUpdate) | ("running", TaskUpdate) |
+        ("history", entry) | ("gone", None)."""
+        f = self.follow(pid)
+        prog = f.progress
+        now = time.monotonic()
+        trusted = (self.connected.is_set() and f.whole and prog.running and prog.ended is None
+                   and now - f.checked < TRUST_FRAMES_S)
+        if trusted:
+            return "frames", prog.update()
+        f.checked = now
+        if prog.ended is None:
+            running, pending = await self.queue(max_age=interval)
+            if pid in running:
+                prog.running = True
+                return "running", prog.update()
+            if pid in pending:
+                if not prog.classes and pid in self.graphs:
+                    prog.classes = self.graphs[pid]
+                i = pending.index(pid)
+                return "queued", TaskUpdate(State.QUEUED, queue_position=len(running) + i,
+                                            queue_length=len(running) + len(pending), raw_state="pending")
+        entry = await self.history(pid)
+        if entry is not None:
+            return "history", entry
+        if prog.ended is not None:  # the frames say it ended but history has no entry yet
+            return "running", prog.update()
+        return "gone", None
+
+    async def updates(self, pid: str) -> AsyncIterator[TaskUpdate]:
+        """Push: the prompt's frames as updates (and a terminal hint when they claim an end)."""
+        f = self.follow(pid)
+        q: asyncio.Queue = asyncio.Queue()
+        f.listeners.append(q)
+        try:
+            while pid in self.followed:
+                await q.get()
+                prog = f.progress
+                if prog.ended is not None:
+                    yield TaskUpdate(State.SUCCEEDED if prog.ended == "success" else State.FAILED, raw_state=prog.ended)
+                elif prog.running:
+                    yield prog.update("running (live)")
+        finally:
+            if q in f.listeners:
+                f.listeners.remove(q)
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            self._socket.cancel()
+            await asyncio.gather(self._socket, return_exceptions=True)
+            self._socket = None
