@@ -1,6 +1,6 @@
 """The ``sandbox`` provider: the bundled fake ComfyUI server, started in-process on 127.0.0.1.
 
-Needs no key and no network. On first use it starts :class:`tests.fakes.comfyui.FakeComfyUI` on an
+Needs no key and no network. On first use it starts :class:`sandbox.server.SandboxServer` on an
 ephemeral loopback port, on the running loop, and then behaves exactly like the ``comfyui``
 provider pointed at it (same native API, same WebSocket, same validation). Its node types are
 ComfyUI's core image nodes plus ``SandboxSolid``, ``SandboxSlowPass`` and ``SandboxFail``; the
@@ -35,9 +35,9 @@ class SandboxProvider(ComfyUIProvider):
                 self._start_lock = asyncio.Lock()
             async with self._start_lock:
                 if self.fake is None:
-                    from ..tests.fakes.comfyui import FakeComfyUI  # lazy: only the sandbox needs it
+                    from ..sandbox.server import SandboxServer  # lazy: only the sandbox needs it
 
-                    fake = FakeComfyUI()
+                    fake = SandboxServer()
                     await fake.start()
                     self.fake = fake
         return self.fake.url

@@ -1,10 +1,10 @@
 """The ``sandbox`` provider in the shared contract suite. The provider starts its own in-process
-:class:`FakeComfyUI` on first use, so this case has no fake to start: it observes the fakes started
-since ``start()`` through ``FakeComfyUI.LIVE``. Faults are played by the ``comfyui`` case (same
+:class:`SandboxServer` on first use, so this case has no fake to start: it observes the servers started
+since ``start()`` through ``SandboxServer.LIVE``. Faults are played by the ``comfyui`` case (same
 client code, same fake); the sandbox has no key, so it has no auth scenario (``has_auth``)."""
 from __future__ import annotations
 
-from ..fakes.comfyui import FakeComfyUI
+from ...sandbox.server import SandboxServer
 from .case import FAULT_CLASSES
 from .case_comfyui import ComfyWorkflows
 
@@ -18,11 +18,11 @@ class SandboxCase(ComfyWorkflows):
     ROUTES = {"create": "prompt", "poll": "history", "outputs": "history", "cancel": "queue_edit", "file": "view"}
 
     async def start(self) -> None:
-        self._before = set(FakeComfyUI.LIVE)
+        self._before = set(SandboxServer.LIVE)
         self.fake = None
 
-    def _fakes(self) -> list[FakeComfyUI]:
-        return [f for f in list(FakeComfyUI.LIVE) if f not in self._before]
+    def _fakes(self) -> list[SandboxServer]:
+        return [f for f in list(SandboxServer.LIVE) if f not in self._before]
 
     def profile(self, key: str) -> dict:
         return {"provider": "sandbox", "poll_interval_s": 0.05}
@@ -37,10 +37,8 @@ class SandboxCase(ComfyWorkflows):
         return any(remote_id in f.history for f in self._fakes())
 
     def server_for(self, route: str):
-        fakes = self._fakes()
-        if not fakes:
-            raise NotImplementedError("the sandbox starts its server on first use")
-        return fakes[-1]
+        raise NotImplementedError("the bundled sandbox server takes no injected faults (the comfyui case plays "
+                                  "them on the same server)")
 
     def fail_node(self) -> None:
         raise NotImplementedError("the comfyui case plays remote node failures on the same server")

@@ -142,54 +142,19 @@ def png_bytes(rgb: tuple[int, int, int] = (255, 0, 0), size: tuple[int, int] = (
     return buf.getvalue()
 
 
-class FakeServer:
-    """Base of every fake. Subclasses add routes in ``setup_routes`` with names (the names are
-    what faults and ``seen`` refer to), and may override ``route_name`` for path-based routing."""
+class FaultKnobs:
+    """The request log and switchable faults, for any aiohttp server (mixed into :class:`FakeServer`
+    and into the bundled sandbox server by its test subclass). Call :meth:`_init_knobs` in
+    ``__init__``, put ``self._middleware`` first in the app's middlewares, call
+    :meth:`_knobs_started` once the server runs."""
 
-    name = "fake"
-
-    def __init__(self, *, clock: Optional[Clock] = None, port: int = 0):
-        self.clock = clock or Clock()
+    def _init_knobs(self) -> None:
         self.faults = Faults()
         self.log: list[Seen] = []
-        self.port = port
-        self.url = ""
-        self._runner: Optional[web.AppRunner] = None
         self._cond: Optional[asyncio.Condition] = None
-        self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
-        self.setup_routes(self.app.router)
 
-    # ---- to override
-    def setup_routes(self, router: web.UrlDispatcher) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def credentials(self) -> dict:
-        """What a profile needs to use this fake (printed when it runs on its own)."""
-        return {}
-
-    # ---- lifecycle
-    async def start(self) -> str:
+    def _knobs_started(self) -> None:
         self._cond = asyncio.Condition()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self.port)
-        await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        self.port = sock.getsockname()[1]
-        self.url = f"http://{HOST}:{self.port}"
-        return self.url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeServer":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
 
     # ---- request log
     def requests(self, route: Optional[str] = None) -> list[Seen]:
@@ -288,6 +253,54 @@ class FakeServer:
             _drop(request)
             return out
         return await handler(request)  # pragma: no cover - unknown kinds are ignored
+
+
+class FakeServer(FaultKnobs):
+    """Base of every fake. Subclasses add routes in ``setup_routes`` with names (the names are
+    what faults and ``seen`` refer to), and may override ``route_name`` for path-based routing."""
+
+    name = "fake"
+
+    def __init__(self, *, clock: Optional[Clock] = None, port: int = 0):
+        self.clock = clock or Clock()
+        self._init_knobs()
+        self.port = port
+        self.url = ""
+        self._runner: Optional[web.AppRunner] = None
+        self.app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        self.setup_routes(self.app.router)
+
+    # ---- to override
+    def setup_routes(self, router: web.UrlDispatcher) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def credentials(self) -> dict:
+        """What a profile needs to use this fake (printed when it runs on its own)."""
+        return {}
+
+    # ---- lifecycle
+    async def start(self) -> str:
+        self._knobs_started()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self.port)
+        await site.start()
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        self.port = sock.getsockname()[1]
+        self.url = f"http://{HOST}:{self.port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> "FakeServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
 
 
 async def _late(delay: float, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],

@@ -1,4 +1,4 @@
-"""Node types of the fake ComfyUI (``tests/fakes/comfyui.py``) and ComfyUI's prompt validation.
+"""Node types of the bundled sandbox server (``sandbox/server.py``) and ComfyUI's prompt validation.
 
 Each :class:`NodeType` carries what ComfyUI's ``/object_info`` shows (same keys as 0.3.64:
 ``input``/``input_order``/``output``/``output_is_list``/``output_name``/``name``/``display_name``/
@@ -164,16 +164,16 @@ def _resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarr
 
 
 # --------------------------------------------------------------------------- node functions
-# Each run(ctx, **inputs) -> (outputs_tuple, ui_dict_or_None). ``ctx`` is the executing fake's
-# NodeContext: ctx.fake (file store, counters), ctx.node_id, ctx.prompt, ctx.extra_data,
+# Each run(ctx, **inputs) -> (outputs_tuple, ui_dict_or_None). ``ctx`` is the executing server's
+# NodeContext: ctx.server (file store, counters), ctx.node_id, ctx.prompt, ctx.extra_data,
 # ctx.progress(value, max), ctx.check_interrupt(), ctx.sleep(s).
 
-def _input_files(fake: Any) -> list:
-    return sorted(fn for (typ, sub, fn) in getattr(fake, "files", {}) if typ == "input" and sub == "")
+def _input_files(server: Any) -> list:
+    return sorted(fn for (typ, sub, fn) in getattr(server, "files", {}) if typ == "input" and sub == "")
 
 
 async def _load_image(ctx: Any, image: str) -> tuple:
-    data = ctx.fake.read_annotated(image)
+    data = ctx.server.read_annotated(image)
     if data is None:
         raise NodeFailure(FileNotFoundError(f"[Errno 2] No such file or directory: '{image}'"))
     try:
@@ -190,7 +190,7 @@ def _validate_load_image(ctx: Any, image: Any) -> Any:
 
 
 def _load_image_changed(ctx: Any, image: str) -> str:
-    data = ctx.fake.read_annotated(image) or b""
+    data = ctx.server.read_annotated(image) or b""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -228,16 +228,16 @@ async def _mask_to_image(ctx: Any, mask: np.ndarray) -> tuple:
 
 def _save(ctx: Any, images: np.ndarray, prefix: str, typ: str, compress_level: int) -> dict:
     text = None
-    if not getattr(ctx.fake, "disable_metadata", False):
+    if not getattr(ctx.server, "disable_metadata", False):
         text = {"prompt": json.dumps(ctx.prompt)}
         for k, v in (ctx.extra_data.get("extra_pnginfo") or {}).items():
             text[k] = json.dumps(v)
     subfolder, _, base = prefix.rpartition("/")
-    counter = ctx.fake.next_counter(typ, subfolder, base)
+    counter = ctx.server.next_counter(typ, subfolder, base)
     results = []
     for batch_number, image in enumerate(images):
         name = f"{base.replace('%batch_num%', str(batch_number))}_{counter:05}_.png"
-        ctx.fake.files[(typ, subfolder, name)] = to_png(image, text, compress_level)
+        ctx.server.files[(typ, subfolder, name)] = to_png(image, text, compress_level)
         results.append({"filename": name, "subfolder": subfolder, "type": typ})
         counter += 1
     return {"images": results}
@@ -248,7 +248,7 @@ async def _save_image(ctx: Any, images: np.ndarray, filename_prefix: str = "Comf
 
 
 async def _preview_image(ctx: Any, images: np.ndarray) -> tuple:
-    return (), _save(ctx, images, "ComfyUI_temp_" + ctx.fake.temp_suffix(ctx.node_id), "temp", 1)
+    return (), _save(ctx, images, "ComfyUI_temp_" + ctx.server.temp_suffix(ctx.node_id), "temp", 1)
 
 
 async def _sandbox_solid(ctx: Any, text: str, width: int, height: int) -> tuple:
@@ -273,7 +273,7 @@ async def _sandbox_fail(ctx: Any, image: np.ndarray, message: str) -> tuple:
 
 NODE_TYPES: dict[str, NodeType] = {t.name: t for t in [
     NodeType("LoadImage", "Load Image", "image",
-             {"image": lambda fake: (_input_files(fake), {"image_upload": True})}, ("IMAGE", "MASK"),
+             {"image": lambda server: (_input_files(server), {"image_upload": True})}, ("IMAGE", "MASK"),
              _load_image, validate=_validate_load_image, validate_inputs=("image",),
              is_changed=_load_image_changed),
     NodeType("ImageInvert", "Invert Image", "image", {"image": ("IMAGE",)}, ("IMAGE",), _invert),
@@ -335,13 +335,13 @@ def _full_type_name(exc: BaseException) -> str:
     return type(exc).__qualname__ if module == "builtins" else f"{module}.{type(exc).__qualname__}"
 
 
-def _validate_inputs(fake: Any, prompt: dict, node_id: str, validated: dict) -> tuple:
+def _validate_inputs(server: Any, prompt: dict, node_id: str, validated: dict) -> tuple:
     if node_id in validated:
         return validated[node_id]
     node = prompt[node_id]
     inputs = node["inputs"]
     ntype = NODE_TYPES[node["class_type"]]
-    types = ntype.input_types(fake)
+    types = ntype.input_types(server)
     errors: list = []
     valid = True
     for category in ("required", "optional"):
@@ -372,7 +372,7 @@ def _validate_inputs(fake: Any, prompt: dict, node_id: str, validated: dict) -> 
                                    "extra_info": {"input_name": name, "input_config": info,
                                                   "received_type": received, "linked_node": val}})
                     continue
-                r = _validate_inputs(fake, prompt, o_id, validated)
+                r = _validate_inputs(server, prompt, o_id, validated)
                 if r[0] is False:
                     valid = False
                 continue
@@ -421,7 +421,7 @@ def _validate_inputs(fake: Any, prompt: dict, node_id: str, validated: dict) -> 
                 continue
     if ntype.validate is not None:
         args = {k: inputs.get(k) for k in ntype.validate_inputs}
-        r = ntype.validate(fake, **args)
+        r = ntype.validate(server, **args)
         if r is not True:
             for name in args:
                 details = f"{name}" + ("" if r is False else f" - {r}")
@@ -432,7 +432,7 @@ def _validate_inputs(fake: Any, prompt: dict, node_id: str, validated: dict) -> 
     return ret
 
 
-def validate_prompt(fake: Any, prompt: Any, partial: Optional[list] = None) -> tuple:
+def validate_prompt(server: Any, prompt: Any, partial: Optional[list] = None) -> tuple:
     """(ok, error, outputs_to_execute, node_errors) exactly like ComfyUI 0.3.64."""
     outputs = []
     for x in prompt:
@@ -458,7 +458,7 @@ def validate_prompt(fake: Any, prompt: Any, partial: Optional[list] = None) -> t
     validated: dict = {}
     for o in outputs:
         try:
-            valid, reasons, _ = _validate_inputs(fake, prompt, o, validated)
+            valid, reasons, _ = _validate_inputs(server, prompt, o, validated)
         except Exception as ex:
             valid = False
             tb = traceback.format_tb(ex.__traceback__)
