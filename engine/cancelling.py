@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Callable, Optional
 
 from ..providers.base import CancelResult, NotFound, State
 from .live import Live
@@ -42,6 +43,28 @@ class CancelMixin:
         if live.canceller is None or live.canceller.done():
             live.canceller = self._spawn(self._deliver_cancel(live, reason))
         return snap
+
+    async def after_prompt_stopped(self, task_id: str, outcome: Callable[[], Optional[tuple]], *, cancel: bool,
+                                   on_cancel: Callable[[], None], wait_s: float = 30.0) -> None:
+        """ComfyUI stopped the prompt that waited for this task. ``outcome()`` reads the prompt's
+        history (None until ComfyUI wrote it): an interrupt cancels the task (when ``cancel``); a
+        failure of another node leaves it running and tracked for the re-queue to reuse."""
+        deadline = time.monotonic() + wait_s
+        result = None
+        while result is None and time.monotonic() < deadline:
+            result = await asyncio.to_thread(outcome)
+            if result is None:
+                await asyncio.sleep(0.2)
+        kind, detail = result or ("ended", "")
+        if kind == "interrupted" and cancel:
+            on_cancel()
+            await self.cancel(task_id, "interrupted in ComfyUI")
+            return
+        why = f"another node of the prompt failed ({detail})" if kind == "failed" else "the prompt stopped"
+        if kind == "interrupted":
+            why = "interrupted in ComfyUI (cancel_on_interrupt is off)"
+        await self.note(task_id, f"{why}; the remote task keeps running and stays tracked — queue the prompt again "
+                                 f"to use its result without paying again")
 
     async def _deliver_cancel(self, live: Live, reason: str) -> None:
         provider = live.provider

@@ -233,10 +233,12 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         return self.journal.outputs(task_id)  # type: ignore[union-attr]
 
     async def note(self, task_id: str, message: str) -> Optional[dict]:
-        """Put a message on a task (e.g. why a waiting node stopped without cancelling it)."""
-        if self.snapshot(task_id) is None:
+        """Put a message on a task still on its way (e.g. why a waiting node stopped without
+        cancelling it); an ended task keeps its last word."""
+        live = self._live.get(task_id)
+        if live is None:
             return None
-        return await self._save(self._live.get(task_id) or task_id, message=message)
+        return await self._save(live, message=message)
 
     # ================================================================ profiles
     async def test_profile(self, name: str) -> tuple[bool, str]:

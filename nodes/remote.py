@@ -30,31 +30,24 @@ def _profile_combo():
     return (names, {"default": "sandbox", "tooltip": "which profile (provider + endpoint + key) runs this"})
 
 
-async def _submit(profile: str, workflow: str, inputs, reuse: bool, node_id, label: str) -> TaskHandle:
-    """Submit through the engine; interrupt while submitting cancels before anything is paid
-    (or cancels the remote task once it exists)."""
+async def _submit(profile: str, workflow: str, inputs, reuse: bool, node_id, label: str,
+                  deadline_s: float = 0) -> TaskHandle:
+    """Submit through the engine, showing the submit phase on the node (uploads, a wait for a free
+    slot or for capacity). An interrupt stops it before anything is paid, or cancels the remote
+    task once it exists; the deadline (RemoteRun's timeout_s) bounds everything before the service
+    accepted the task."""
     m = runtime.manager()
     task_id = new_task_id()
     fut = asyncio.wrap_future(m.call(m.submit(profile, workflow, list(inputs or ()), reuse=reuse,
-                                              owner=str(node_id), task_id=task_id)))
-    import comfy.model_management as mm
+                                              owner=str(node_id), task_id=task_id,
+                                              deadline_s=deadline_s or None)))
     try:
-        while True:
-            done, _ = await asyncio.wait({fut}, timeout=runtime.POLL_S)
-            if done:
-                break
-            mm.throw_exception_if_processing_interrupted()
-    except BaseException:
-        m.call(m.cancel(task_id, "interrupted in ComfyUI while submitting"))
-        runtime.bump_generation(node_id)
-        raise
-    try:
-        fut.result()
+        task_id = await runtime.follow(task_id, fut, node_id=node_id, node_label=label)
     except RemoteError as e:
         runtime.bump_generation(node_id)
         raise e.with_context(node=label) from None
-    except Exception:
-        runtime.bump_generation(node_id)
+    except BaseException as e:
+        runtime.stop_waiting(task_id, str(node_id), e, cancel_on_interrupt=True)
         raise
     snap = m.snapshot(task_id) or {}
     return TaskHandle(task_id, profile, snap.get("provider", ""), snap.get("remote_id"), owner=str(node_id),
@@ -146,7 +139,7 @@ class RemoteRun:
     async def run(self, profile, workflow, inputs=None, timeout_s=3600, select="", reuse_result=True,
                   cancel_on_interrupt=True, unique_id=None):
         label = f"RemoteRun #{unique_id}"
-        handle = await _submit(profile, workflow, inputs, reuse_result, unique_id, label)
+        handle = await _submit(profile, workflow, inputs, reuse_result, unique_id, label, deadline_s=timeout_s)
         snap = await runtime.wait_for_task(handle, node_id=unique_id, timeout_s=timeout_s,
                                            cancel_on_interrupt=cancel_on_interrupt, node_label=label)
         runtime.raise_for_state(snap, handle, label)

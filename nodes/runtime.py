@@ -15,6 +15,12 @@ import comfy.utils
 import folder_paths
 from server import PromptServer
 
+try:
+    from comfy_execution.utils import get_executing_context
+except ImportError:  # older ComfyUI: no context, the prompt's outcome is then unknown
+    def get_executing_context() -> Any:
+        return None
+
 from ..engine import redaction
 from ..engine.tasks import TaskManager
 from ..providers.base import RemoteError, RemoteTimeout
@@ -22,7 +28,6 @@ from ..providers.sandbox import SandboxProvider
 
 EVENT = "comfyui_remote.task"
 POLL_S = 0.25  # how often a waiting node checks interrupt and refreshes its progress
-CANCEL_GRACE_S = 2.0
 
 _lock = threading.Lock()
 _manager: Optional[TaskManager] = None
@@ -129,56 +134,103 @@ def progress_text(snap: dict, elapsed: float) -> str:
     return " · ".join(parts)
 
 
-async def wait_for_task(handle: TaskHandle, *, node_id: Optional[str], timeout_s: float,
-                        cancel_on_interrupt: bool, node_label: str) -> dict:
-    """Wait for a task on ComfyUI's prompt loop while the engine works on its own loop:
-    progress bar + text on the node, interrupt checked every 0.25 s (cancelling the remote task),
-    and a timeout that leaves the task tracked."""
+async def follow(task_id: str, fut: asyncio.Future, *, node_id: Optional[str], node_label: str,
+                  timeout_s: float = 0, timeout_error: Optional[Any] = None) -> Any:
+    """Wait for an engine future on ComfyUI's prompt loop: progress bar + text on the node, the
+    interrupt checked every 0.25 s, and an optional timeout (``timeout_error(elapsed)`` is raised)."""
     m = manager()
-    fut = asyncio.wrap_future(m.call(m.wait(handle.task_id)))
     pbar = comfy.utils.ProgressBar(1000, node_id=node_id)
     server = PromptServer.instance
     start = time.monotonic()
     last_text, last_value = None, -1
-    try:
-        while True:
-            done, _ = await asyncio.wait({fut}, timeout=POLL_S)
-            if done:
-                break
-            mm.throw_exception_if_processing_interrupted()
-            elapsed = time.monotonic() - start
-            snap = m.snapshot(handle.task_id) or {}
-            text = progress_text(snap, elapsed)
-            if text != last_text and node_id is not None and server is not None:
-                server.send_progress_text(text, node_id)
-                last_text = text
-            value = int(1000 * min(1.0, max(0.0, snap.get("progress") or 0.0)))
-            if value != last_value:
-                pbar.update_absolute(value, 1000)  # also raises if ComfyUI was interrupted
-                last_value = value
-            if timeout_s and elapsed > timeout_s:
-                raise RemoteTimeout(
-                    f"{node_label}: the remote task did not finish within {int(timeout_s)} s (it ran "
-                    f"{int(elapsed)} s); it is still tracked as {handle.task_id} and was not cancelled",
-                    provider=handle.provider, profile=handle.profile,
-                    hint=f"fetch it later with RemoteRecover (task_id {handle.task_id}) or from the Remote panel")
-    except BaseException as e:
-        if isinstance(e, RemoteTimeout):
-            raise
-        if cancel_on_interrupt:
-            reason = "interrupted in ComfyUI" if not isinstance(e, asyncio.CancelledError) else "prompt cancelled"
-            cf = m.call(m.cancel(handle.task_id, reason))
-            try:
-                await asyncio.wait_for(asyncio.wrap_future(cf), CANCEL_GRACE_S)
-            except BaseException:
-                pass
-        bump_generation(handle.owner)
-        raise
-    snap = fut.result()
+    while True:
+        done, _ = await asyncio.wait({fut}, timeout=POLL_S)
+        if done:
+            break
+        mm.throw_exception_if_processing_interrupted()
+        elapsed = time.monotonic() - start
+        snap = m.snapshot(task_id) or {}
+        text = progress_text(snap, elapsed)
+        if text != last_text and node_id is not None and server is not None:
+            server.send_progress_text(text, node_id)
+            last_text = text
+        value = int(1000 * min(1.0, max(0.0, snap.get("progress") or 0.0)))
+        if value != last_value:
+            pbar.update_absolute(value, 1000)  # also raises if ComfyUI was interrupted
+            last_value = value
+        if timeout_s and elapsed > timeout_s and timeout_error is not None:
+            raise timeout_error(elapsed)
+    result = fut.result()
+    snap = m.snapshot(task_id) or {}
     if node_id is not None and server is not None:
         server.send_progress_text(progress_text(snap, time.monotonic() - start), node_id)
-    pbar.update_absolute(1000, 1000)
-    return snap
+    if snap.get("state") == "succeeded":
+        pbar.update_absolute(1000, 1000)
+    return result
+
+
+def stop_waiting(task_id: str, owner: Optional[str], e: BaseException, *, cancel_on_interrupt: bool) -> None:
+    """A waiting node stopped early. An interrupt means "stop": the engine cancels the remote task
+    (and owns the cancel from here). A prompt that ended because ANOTHER node failed leaves the
+    paid task running and tracked, so that queueing again reuses its result; which of the two it
+    was is read from ComfyUI's history of the prompt once ComfyUI has written it."""
+    m = manager()
+    if isinstance(e, mm.InterruptProcessingException) or mm.processing_interrupted():
+        if cancel_on_interrupt:
+            m.call(m.cancel(task_id, "interrupted in ComfyUI"))
+            bump_generation(owner)
+        else:
+            m.call(m.note(task_id, "interrupted in ComfyUI; the remote task was not cancelled "
+                                   "(cancel_on_interrupt is off) and stays tracked"))
+        return
+    if isinstance(e, asyncio.CancelledError):
+        ctx = get_executing_context()
+        prompt_id = ctx.prompt_id if ctx is not None else None
+        m.call(m.after_prompt_stopped(task_id, lambda: prompt_outcome(prompt_id),
+                                      cancel=cancel_on_interrupt, on_cancel=lambda: bump_generation(owner)))
+
+
+def prompt_outcome(prompt_id: Optional[str]) -> Optional[tuple[str, str]]:
+    """("interrupted" | "failed" | "ended", detail) from ComfyUI's history of a prompt, None until written."""
+    server = PromptServer.instance
+    if prompt_id is None or server is None:
+        return ("ended", "")
+    entry = server.prompt_queue.get_history(prompt_id=prompt_id).get(prompt_id)
+    if not entry:
+        return None
+    for message in (entry.get("status") or {}).get("messages") or []:
+        if isinstance(message, (list, tuple)) and len(message) == 2 and isinstance(message[1], dict):
+            name, data = message
+            if name == "execution_interrupted":
+                return ("interrupted", "")
+            if name == "execution_error":
+                return ("failed", f"{data.get('node_type')} #{data.get('node_id')}: "
+                                  f"{str(data.get('exception_message') or '').strip()[:160]}")
+    return ("ended", "")
+
+
+async def wait_for_task(handle: TaskHandle, *, node_id: Optional[str], timeout_s: float,
+                        cancel_on_interrupt: bool, node_label: str) -> dict:
+    """Wait for a task while the engine works on its own loop; a timeout leaves the task tracked."""
+    m = manager()
+    fut = asyncio.wrap_future(m.call(m.wait(handle.task_id)))
+
+    def timed_out(elapsed: float) -> RemoteTimeout:
+        return RemoteTimeout(
+            f"{node_label}: the remote task did not finish within {int(timeout_s)} s (it ran {int(elapsed)} s); it "
+            f"is still tracked as {handle.task_id} and was not cancelled", provider=handle.provider,
+            profile=handle.profile,
+            hint=f"fetch it later with RemoteRecover (task_id {handle.task_id}) or from the Remote panel, or queue "
+                 f"the same graph again: it waits for this task instead of paying again")
+
+    try:
+        return await follow(handle.task_id, fut, node_id=node_id, node_label=node_label, timeout_s=timeout_s,
+                             timeout_error=timed_out)
+    except RemoteTimeout:
+        raise
+    except BaseException as e:
+        stop_waiting(handle.task_id, handle.owner, e, cancel_on_interrupt=cancel_on_interrupt)
+        raise
 
 
 def raise_for_state(snap: dict, handle: TaskHandle, node_label: str) -> None:

@@ -29,12 +29,25 @@ class Fleet:
     def run(self, coro, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    async def wait(self, coro) -> Any:
+        """Await a coroutine on the fakes' loop from a test's own loop (e.g. ``fake.seen(...)``)."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
     def start(self, providers=FLEET_PROVIDERS) -> None:
         for name in providers:
             mod = importlib.import_module(f"comfyui_remote.tests.contract.case_{name}")
             case = type(mod.CASE)()
             self.run(case.start())
             self.cases[name] = case
+        from .fakes.comfyui import FakeComfyUI
+
+        self.comfy = FakeComfyUI()  # a ComfyUI whose faults the end-to-end tests can switch
+        self.run(self.comfy.start())
+
+    def profiles_toml(self) -> str:
+        """File profiles for the local ComfyUI: ``faulty`` is a ComfyUI server with fault knobs."""
+        return (f'[profiles.faulty]\nprovider = "comfyui"\nurl = "{self.comfy.url}"\npoll_interval_s = 0.2\n'
+                f'max_concurrent = 1\n')
 
     def env(self, key: str) -> dict:
         """Environment variables of the built-in profiles, pointing at the fakes."""
@@ -52,6 +65,10 @@ class Fleet:
         return env
 
     def stop(self) -> None:
+        try:
+            self.run(self.comfy.stop(), 10)
+        except Exception:
+            pass
         for case in self.cases.values():
             try:
                 self.run(case.stop(), 10)
@@ -94,6 +111,7 @@ def remote_home(tmp_path_factory):
 def local_comfy(remote_comfy, fleet, remote_home):
     from .e2e import harness
 
+    (remote_home / "profiles.toml").write_text(fleet.profiles_toml())
     env = {"COMFYUI_REMOTE_HOME": str(remote_home), "COMFYUI_REMOTE_URL": remote_comfy.url,
            "COMFYUI_REMOTE_TOKEN": CANARY, **fleet.env(CANARY)}
     inst = harness.start((REPO, "comfyui_remote"), (REPO / "tests" / "local_nodes", "test_local_nodes"),

@@ -135,29 +135,26 @@ class Client:
         return data
 
     async def wait_done(self, prompt_id: str, timeout: float = 120) -> dict:
-        """Read the socket until the prompt ends; return its /history entry."""
+        """Read the socket, in order, until the prompt's end marker (``executing`` with node null,
+        sent after ComfyUI wrote the history), so every message the prompt sent — its last
+        progress, its last text — is in ``messages``; return its /history entry. Only while the
+        socket stays quiet is /history asked (a reconnect may have lost the marker)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                m = await self.next_message(timeout=min(2.0, deadline - time.monotonic()))
-            except TimeoutError:
-                m = None
+                m = await self.next_message(timeout=min(5.0, max(0.1, deadline - time.monotonic())))
             except Exception:
                 m = None
-            if isinstance(m, dict) and m.get("type") in ("execution_success", "execution_error",
-                                                        "execution_interrupted") \
-                    and m.get("data", {}).get("prompt_id") == prompt_id:
+            if isinstance(m, dict):
+                data = m.get("data") if isinstance(m.get("data"), dict) else {}
+                if m.get("type") == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                    break
+                continue
+            if prompt_id in await self.get(f"/history/{prompt_id}"):
                 break
-            hist = await self.get(f"/history/{prompt_id}")
-            if prompt_id in hist and hist[prompt_id].get("status", {}).get("completed") is not None \
-                    and hist[prompt_id]["status"].get("status_str") in ("success", "error"):
-                return hist[prompt_id]
-        # the end message goes out just before ComfyUI writes the history entry
-        for _ in range(100):
-            hist = await self.get(f"/history/{prompt_id}")
-            if prompt_id in hist:
-                return hist[prompt_id]
-            await asyncio.sleep(0.1)
+        hist = await self.get(f"/history/{prompt_id}")
+        if prompt_id in hist:
+            return hist[prompt_id]
         raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s")
 
     async def view(self, image: dict) -> bytes:
