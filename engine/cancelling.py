@@ -69,6 +69,8 @@ class CancelMixin:
     async def _deliver_cancel(self, live: Live, reason: str) -> None:
         provider = live.provider
         if not provider.capabilities.cancel:
+            if await self._ended_already(live):
+                return
             await self._abandon(live)
             return
         deadline = time.monotonic() + self.policy.cancel_deadline_s
@@ -97,6 +99,21 @@ class CancelMixin:
                 await self._save(live, message=f"cancel sent ({reason}); waiting for {provider.id} to confirm")
             live.wake.set()
             return
+
+    async def _ended_already(self, live: Live) -> bool:
+        """One look before giving up on a task that cannot be cancelled: if the service already
+        finished it, say so (the watcher fetches the result) instead of "abandoned"."""
+        try:
+            upd = await asyncio.wait_for(live.provider.poll(live.ref), 2 * self.policy.request_timeout_s + 5)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+        if not upd.state.terminal:
+            return False
+        await self._save(live, message="it had already finished when the cancel arrived; its result is kept")
+        live.wake.set()
+        return True
 
     async def _abandon(self, live: Live) -> None:
         live.abandoned = True

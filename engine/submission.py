@@ -238,8 +238,8 @@ class SubmitMixin:
             try:
                 ref = await provider.find(key, spec)
                 failures = 0
-            except NotSupported:
-                return None, f"{provider.id} gives no way to look a task up by the client's key"
+            except NotSupported as e:
+                return None, f"{provider.id} cannot look it up here ({_short(e, 120)})"
             except asyncio.CancelledError:
                 raise
             except Exception as e:

@@ -191,7 +191,11 @@ class Http:
         method = method.upper()
         body_bytes: Optional[bytes] = None
         if json is not None:
-            body_bytes = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
+            try:
+                body_bytes = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            except ValueError:
+                raise self._err(RejectedInput, f"{method} {strip_query(url)}: a number in the request is not finite "
+                                "(NaN or infinity)", hint="check the RemoteInputFloat values") from None
         elif isinstance(data, str):
             body_bytes = data.encode()
         elif isinstance(data, (bytes, bytearray)):
@@ -225,8 +229,8 @@ class Http:
                     status = resp.status
                     rheaders = {k: v for k, v in resp.headers.items()}
             except (aiohttp.InvalidURL, ValueError) as e:
-                raise self._err(ConfigError, f"{where}: invalid URL ({e.__class__.__name__})",
-                                hint="check the profile's url") from None
+                raise self._err(ConfigError, f"{where}: the request could not be built ({e.__class__.__name__}: "
+                                f"{str(e)[:80]})", hint="check the profile's url") from None
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                 kind = "timed out" if isinstance(e, asyncio.TimeoutError) else f"connection failed ({e.__class__.__name__})"
                 if not track["sent"]:

@@ -71,6 +71,8 @@ class WatchMixin:
                     await self._save(live, message=f"status unavailable since {_clock(now - down_since)} — retrying "
                                                    f"in {delay:.0f} s ({describe(e, 120)})")
                 else:
+                    if failures or gone_since:  # the service answers again: drop "status unavailable…"
+                        await self._save(live, message=None)
                     failures, down_since, gone_since = 0, None, None
                     if upd.state.terminal:
                         await self._on_terminal(live, upd)
@@ -131,6 +133,8 @@ class WatchMixin:
             fields["state"] = upd.state.value
             if upd.state is State.RUNNING:
                 fields.setdefault("queue_position", None)
+            if live.row.get("state") != upd.state.value and "message" not in fields and not live.cancel_requested:
+                fields["message"] = None  # "submitted" or "queued…" no longer describes a running task
         current = live.row
         if all(current.get(k) == v for k, v in fields.items()):
             return

@@ -19,7 +19,8 @@ One task, as the engine drives it::
 
 ``RemoteRef.data`` is JSON stored in the journal and handed back after a restart, so that every
 call works on a task submitted by an earlier process. ``data["cancel_requested"]`` is set by the
-engine once a cancel was asked for, so ``poll`` can report a stopped task as CANCELLED.
+engine once a cancel was asked for, so that ``poll`` of a provider that can cancel reports the task
+the service then stopped as CANCELLED.
 """
 from __future__ import annotations
 

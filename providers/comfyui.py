@@ -27,7 +27,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from .base import (CancelResult, Capabilities, ConfigError, NotFound, Output, Preflight, ProtocolError, Provider,
-                   RemoteFailure, RemoteRef, State, SubmitSpec, TaskGone, TaskUpdate, apply_overrides,
+                   RemoteError, RemoteFailure, RemoteRef, State, SubmitSpec, TaskGone, TaskUpdate, apply_overrides,
                    node_sort_key, parse_api_graph)
 from .comfy_graph_check import check_graph, rejected
 from .comfy_native import ComfyServer
@@ -120,8 +120,11 @@ class ComfyUIProvider(Provider):
         return spec.workflow
 
     async def _graph(self, spec: SubmitSpec) -> dict:
-        graph = parse_api_graph(await self._workflow_text(spec), provider=self.id, profile=self.name)
-        return apply_overrides(graph, spec, provider=self.id, profile=self.name, check_fields=False)
+        try:
+            graph = parse_api_graph(await self._workflow_text(spec), provider=self.id, profile=self.name)
+            return apply_overrides(graph, spec, provider=self.id, profile=self.name, check_fields=False)
+        except RemoteError as e:
+            raise e.with_context(provider=self.id, profile=self.name)
 
     # ------------------------------------------------------------------ pre-flight, upload
     async def _info(self, cls: str) -> Optional[dict]:

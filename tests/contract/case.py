@@ -106,8 +106,9 @@ class ContractCase:
 
     # ---- service-specific faults
     def expire_urls(self) -> None:
-        """Every result URL handed out so far (and until a fresh answer) answers 403 "expired";
-        asking the service again gives fresh URLs that work."""
+        """Called before the task is submitted: the result URLs of the next answer that carries
+        results (and any handed out before) have already expired — they answer 403 the way the
+        service says "expired"; the answers after that carry fresh URLs that work."""
         raise NotImplementedError
 
     def fail_node(self) -> None:

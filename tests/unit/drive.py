@@ -20,11 +20,19 @@ async def until_end(p: Provider, ref: RemoteRef, *, timeout: float = 30.0, live:
                     interval: Optional[float] = None) -> list[TaskUpdate]:
     """Every polled update up to and including the terminal one. ``live`` collects push updates."""
     updates: list[TaskUpdate] = []
-    push = p.push(ref)
-    reader = asyncio.ensure_future(_read(push, live)) if push is not None and live is not None else None
+    reader: Optional[asyncio.Future] = None
+
+    def follow_push() -> Optional[asyncio.Future]:  # like the engine: asked again after each poll
+        if live is None or (reader is not None and not reader.done()):
+            return reader
+        push = p.push(ref)
+        return asyncio.ensure_future(_read(push, live)) if push is not None else reader
+
     try:
         async def loop() -> None:
+            nonlocal reader
             while True:
+                reader = follow_push()
                 upd = await p.poll(ref)
                 updates.append(upd)
                 if upd.state.terminal:

@@ -14,13 +14,14 @@ from PIL import Image
 
 from comfyui_remote.engine.profiles import Profiles
 from comfyui_remote.engine.transfer import Http, RetryPolicy
-from comfyui_remote.providers.base import (AmbiguousSubmit, AuthError, ConfigError, NotFound, Override,
-                                           ProtocolError, RejectedInput, RemoteFailure, RemoteRef, State,
-                                           SubmitSpec)
+from comfyui_remote.providers.base import (AnswerLost, AuthError, CancelResult, ConfigError, Override, RateLimited,
+                                           RejectedInput, RemoteFailure, RemoteRef, ServerError, State, SubmitSpec,
+                                           TaskGone)
 from comfyui_remote.providers.comfyui import ComfyUIProvider
 from comfyui_remote.providers.sandbox import SandboxProvider
 from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
 from comfyui_remote.tests.fakes.toolkit import Clock
+from comfyui_remote.tests.unit import drive
 
 WF = Path(__file__).resolve().parents[2] / "providers" / "sandbox_workflows"
 CANARY = "canary-TOKEN-9f8e7d6c5b4a"
@@ -76,16 +77,22 @@ async def make(tmp_path, fake):
         await http.close()
 
 
-async def run(p, spec: SubmitSpec, *, validate=True, on_update=None):
-    if validate:
-        await p.validate(spec)
-    ref = await p.submit(spec, p.new_submission_key())
-    updates = []
-    async for u in p.watch(ref):
-        updates.append(u)
-        if on_update is not None:
-            await on_update(ref, u)
-    return ref, updates
+async def run(p, spec: SubmitSpec, *, validate=True):
+    """Submit and poll until the service reports the end; the live (push) updates come first."""
+    ref = await drive.submit(p, spec, validate=validate)
+    live: list = []
+    polled = await drive.until_end(p, ref, live=live)
+    return ref, live + polled
+
+
+async def until_state(p, ref, state: State, timeout: float = 10.0):
+    async def loop():
+        while True:
+            upd = await p.poll(ref)
+            if upd.state == state:
+                return upd
+            await asyncio.sleep(p.poll_interval())
+    return await asyncio.wait_for(loop(), timeout)
 
 
 async def fetch_pixels(p, http, out) -> np.ndarray:
@@ -100,11 +107,13 @@ async def test_queue_progress_and_result(make, fake):
     p = await make()
     other = await fake.queue_foreign(steps=4, step_seconds=0.05)
     spec = SubmitSpec(slow(), (Override("1.text", "text", "#336699"), Override("2.steps", "int", 6)))
-    ref, updates = await run(p, spec)
+    ref = await drive.submit(p, spec)
+    live: list = []
+    updates = await drive.until_end(p, ref, live=live)
     assert ref.remote_id in fake.created and ref.console_url == fake.url
     queued = [u for u in updates if u.state == State.QUEUED]
-    assert queued and queued[0].queue_position == 1 and queued[0].queue_length == 2
-    running = [u for u in updates if u.state == State.RUNNING]
+    assert queued and queued[0].queue_position == 1 and queued[0].queue_length == 2, updates
+    running = [u for u in live if u.state == State.RUNNING]  # the socket's updates, in order
     assert any(u.node == "SandboxSlowPass #2" and u.max_steps == 6 for u in running)
     assert [u.step for u in running if u.step] == sorted(u.step for u in running if u.step)
     progresses = [u.progress for u in running if u.progress is not None]
@@ -162,28 +171,32 @@ async def test_upload_round_trip_and_dedupe(make, fake):
 
 async def test_cancel_running_interrupts_only_that_prompt(make, fake):
     p = await make()
-
-    async def cancel_at_step(ref, u):
-        if u.step == 2:
-            await p.cancel(ref)
-
-    ref, updates = await run(p, SubmitSpec(slow(steps=200, step_seconds=0.01)), on_update=cancel_at_step)
-    assert updates[-1].state == State.CANCELLED
+    ref = await drive.submit(p, SubmitSpec(slow(steps=200, step_seconds=0.01)))
+    await until_state(p, ref, State.RUNNING)
+    assert await p.cancel(ref) == CancelResult.REQUESTED
+    final = (await drive.until_end(p, ref))[-1]
+    assert final.state == State.CANCELLED
     assert fake.interrupted == [ref.remote_id] and fake.interrupt_requests == [ref.remote_id]
     assert fake.history[ref.remote_id]["status"]["status_str"] == "error"
 
 
-async def test_cancel_queued_deletes_without_interrupt(make, fake):
+async def test_cancel_queued_deletes_without_interrupt_and_leaves_no_trace(make, fake):
     p = await make()
     other = await fake.queue_foreign(steps=100, step_seconds=0.02)
+    ref = await drive.submit(p, SubmitSpec(slow()))
+    await until_state(p, ref, State.QUEUED)
+    assert await p.cancel(ref) == CancelResult.REQUESTED
+    with pytest.raises(TaskGone):  # a deleted prompt has no history: the engine reads that as cancelled
+        await drive.until_end(p, ref)
+    assert fake.deleted == [ref.remote_id] and fake.interrupt_requests == [] and other in fake.running_ids()
 
-    async def cancel_when_queued(ref, u):
-        if u.state == State.QUEUED:
-            await p.cancel(ref)
 
-    ref, updates = await run(p, SubmitSpec(slow()), on_update=cancel_when_queued)
-    assert updates[-1].state == State.CANCELLED and fake.deleted == [ref.remote_id]
-    assert fake.interrupt_requests == [] and other in fake.running_ids()
+async def test_cancel_after_the_end_is_too_late(make, fake):
+    p = await make()
+    ref, updates = await run(p, SubmitSpec(slow()))
+    assert updates[-1].state == State.SUCCEEDED
+    assert await p.cancel(ref) == CancelResult.TOO_LATE
+    assert fake.interrupt_requests == []
 
 
 # --------------------------------------------------------------------------- auth and secrets
@@ -308,75 +321,66 @@ async def test_execution_error_names_the_remote_node(make, fake):
     assert final.state == State.FAILED and isinstance(final.error, RemoteFailure)
     assert (final.error.remote_node, final.error.node_class) == ("2", "SandboxFail")
     assert "RuntimeError: boom here" in str(final.error) and "[remote node 2 (SandboxFail)]" in str(final.error)
-    # a fresh watch (after a restart) reads the same failure from /history
+    # a fresh look (after a restart) reads the same failure from /history
     p2 = await make()
-    (again,) = [u async for u in p2.watch(ref)]
+    again = await p2.poll(ref)
     assert again.state == State.FAILED and again.error.remote_node == "2"
 
 
 # --------------------------------------------------------------------------- faults
 
-async def test_submit_5xx_is_ambiguous_and_find_says_none(make, fake):
+async def test_a_5xx_on_submit_is_not_read_as_nothing_created(make, fake):
     p = await make()
-    fake.faults.add("prompt", "status", status=503)
+    fake.faults.add("prompt", "status_after", status=524)  # created, then a gateway error page
     key = p.new_submission_key()
-    with pytest.raises(AmbiguousSubmit):
+    with pytest.raises(ServerError):
         await p.submit(SubmitSpec(slow()), key)
-    assert await p.find(key, SubmitSpec(slow())) is None and fake.created == []
+    assert fake.count("prompt") == 1 and fake.created == [key]
+    ref = await p.find(key, SubmitSpec(slow()))
+    assert ref is not None and ref.remote_id == key
 
 
 async def test_submit_answer_lost_is_found_not_resent(make, fake):
     p = await make()
     fake.faults.add("prompt", "drop_after")
     key = p.new_submission_key()
-    with pytest.raises(AmbiguousSubmit):
+    with pytest.raises(AnswerLost):
         await p.submit(SubmitSpec(slow()), key)
     ref = await p.find(key, SubmitSpec(slow()))
     assert ref is not None and ref.remote_id == key and fake.created == [key]
-    updates = [u async for u in p.watch(ref)]
+    updates = await drive.until_end(p, ref)
     assert updates[-1].state == State.SUCCEEDED and fake.count("prompt") == 1
 
 
-async def test_submit_429_is_retried_once(make, fake):
+async def test_a_refused_submit_is_not_retried_by_the_provider(make, fake):
     p = await make()
-    fake.faults.add("prompt", "status", status=429, retry_after=0.01)
-    ref, updates = await run(p, SubmitSpec(slow()))
-    assert updates[-1].state == State.SUCCEEDED and fake.created == [ref.remote_id] and fake.count("prompt") == 2
+    fake.faults.add("prompt", "status", status=429, retry_after=7)
+    with pytest.raises(RateLimited) as e:
+        await p.submit(SubmitSpec(slow()), p.new_submission_key())
+    assert e.value.retry_after == 7 and fake.count("prompt") == 1 and fake.created == []
 
 
-@pytest.mark.parametrize("route, kind, kw", [
-    ("history", "status", {"status": 502, "times": 2}),
-    ("queue", "status", {"status": 503, "times": 2}),
-    ("queue", "malformed", {}),
-    ("history", "slow", {"delay": 0.3}),
-    ("queue", "drop", {}),
-])
-async def test_poll_faults_lose_nothing(make, fake, route, kind, kw):
-    p = await make()
-    fake.faults.add(route, kind, **kw)
-    ref, updates = await run(p, SubmitSpec(slow()))
-    assert updates[-1].state == State.SUCCEEDED and updates[-1].outputs
-    assert fake.created == [ref.remote_id]
-
-
-async def test_repeated_malformed_polls_raise_for_the_engine(make, fake):
-    p = await make()
-    fake.faults.add("ws", "status", status=503, times=-1)  # no push channel at all
-    fake.faults.add("queue", "malformed", times=-1)
-    ref = await p.submit(SubmitSpec(slow()), p.new_submission_key())
-    with pytest.raises(ProtocolError) as e:
-        async for _ in p.watch(ref):
-            pass
-    assert "malformed JSON" in str(e.value)
-    fake.faults.clear()
-    updates = [u async for u in p.watch(ref)]  # the engine watches again
-    assert updates[-1].state == State.SUCCEEDED
+async def test_a_healthy_socket_spares_the_queue_and_many_tasks_share_one_look(make, fake):
+    """Eight tasks at once, each polled every 0.05 s: the queue is read at most once per interval
+    for all of them, and not at all while the socket reports their progress."""
+    p = await make(poll=0.05)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    results = await asyncio.gather(*(run(p, SubmitSpec(slow(steps=6, step_seconds=0.02),
+                                                       (Override("1.text", "text", f"#0000{i:02x}"),)))
+                                     for i in range(8)))
+    elapsed = loop.time() - t0
+    assert all(u[-1].state == State.SUCCEEDED for _, u in results)
+    intervals = elapsed / 0.05
+    assert fake.count("queue") <= intervals + 2, (fake.count("queue"), intervals)
+    assert fake.count("history") <= 8 * 3
+    assert fake.count("ws") == 1
 
 
 async def test_ws_drop_reconnects_and_history_is_the_safety_net(make, fake):
-    p = await make(poll=5.0)  # polling alone would be too slow: the reconnect must trigger a poll
+    p = await make(poll=0.05)
     fake.faults.add("ws", "ws_drop", after=8)
-    ref, updates = await asyncio.wait_for(run(p, SubmitSpec(slow(steps=10, step_seconds=0.03))), 4)
+    ref, updates = await asyncio.wait_for(run(p, SubmitSpec(slow(steps=10, step_seconds=0.03))), 10)
     assert updates[-1].state == State.SUCCEEDED and fake.count("ws") >= 2
     assert fake.created == [ref.remote_id]
 
@@ -403,24 +407,12 @@ async def test_upload_5xx_is_retried(make, fake):
     assert await p.upload(data, "image/png", name) == name and fake.count("upload") == 2
 
 
-async def test_truncated_and_missing_downloads(make, fake, tmp_path):
-    p = await make()
-    _, updates = await run(p, SubmitSpec(wf("solid.json")))
-    out = updates[-1].outputs[0]
-    fake.faults.add("view", "truncate")
-    d = await p.http.download(out.url, tmp_path / "a.png", headers=p.download_headers(out))
-    assert Image.open(d.path).size == (64, 64)
-    fake.files.clear()  # e.g. the remote output folder was emptied
-    with pytest.raises(NotFound):
-        await p.http.download(out.url, tmp_path / "b.png", headers=p.download_headers(out))
-
-
-async def test_vanished_prompt_fails_with_not_found(make, fake):
+async def test_a_vanished_prompt_is_gone(make, fake):
     p = await make()
     ref = RemoteRef(remote_id=str(uuid.uuid4()), data={})
-    updates = [u async for u in p.watch(ref)]
-    assert updates[-1].state == State.FAILED and isinstance(updates[-1].error, NotFound)
-    assert "no longer knows prompt" in str(updates[-1].error)
+    with pytest.raises(TaskGone) as e:
+        await p.poll(ref)
+    assert "no longer knows prompt" in str(e.value)
 
 
 async def test_watch_after_restart_and_reconnect_of_old_client_id(make, fake):
@@ -428,7 +420,8 @@ async def test_watch_after_restart_and_reconnect_of_old_client_id(make, fake):
     ref = await p.submit(SubmitSpec(slow(steps=30, step_seconds=0.02)), p.new_submission_key())
     await p.close()  # the process "restarts": its socket is gone
     p2 = await make()
-    updates = [u async for u in p2.watch(ref)]
+    live: list = []
+    updates = await drive.until_end(p2, ref, live=live)
     assert updates[-1].state == State.SUCCEEDED and updates[-1].outputs
     assert any(s.query.get("clientId") == ref.data["client_id"] for s in fake.requests("ws")[1:])
 
