@@ -1,4 +1,5 @@
-"""RunningHub in the shared contract suite: :class:`FakeRunningHub` with small timings."""
+"""RunningHub in the shared contract suite: :class:`FakeRunningHub` with small timings, played
+through the generic fault player (``ROUTES``)."""
 from __future__ import annotations
 
 import io
@@ -11,18 +12,19 @@ from .case import ContractCase, Expect
 
 # keys the suite means to be wrong are refused; every other key given to profile() is a valid account
 _WRONG = re.compile(r"wrong|bad|invalid|nope", re.I)
+MANY_AT_ONCE = 40  # the suite runs 34 tasks at once: an enterprise shared key with room for them
 
 
 class RunningHubCase(ContractCase):
     provider = "runninghub"
-    faults = frozenset({"submit_5xx", "submit_429", "submit_drop_after", "poll_5xx", "poll_malformed", "ws_drop",
-                        "download_truncated", "download_expired", "node_error", "content_safety", "slow_answers"})
+    ROUTES = {"create": "create", "poll": "outputs", "outputs": "outputs", "cancel": "cancel", "file": "file",
+              "upload": "upload", "ws": "ws"}
 
     async def start(self) -> None:
         fake = FakeRunningHub(clock=self.clock)
-        # queue, then run with progress; a created task stays counted ≥ 2 s (find() relies on it)
-        fake.queue_s, fake.run_s, fake.slow_run_s = 0.3, 2.0, 30.0
-        fake.output_lag_s, fake.ws_close_after_s = 0.1, 0.2
+        # queue briefly, run about a second with progress; the slow workflow runs 20 s
+        fake.queue_s, fake.run_s, fake.slow_run_s = 0.3, 1.0, 20.0
+        fake.output_lag_s, fake.ws_close_after_s = 0.2, 0.2
         await fake.start()
         self.fake = fake
 
@@ -33,10 +35,10 @@ class RunningHubCase(ContractCase):
 
     def profile(self, key: str) -> dict:
         if key and not _WRONG.search(key) and key not in self.rh.keys:
-            self.rh.keys[key] = {"type": "NORMAL", "coins": 99999, "money": "999", "currency": "CNY",
-                                 "free": False, "balance": True}
+            self.rh.keys[key] = {"type": "SHARED", "coins": 99999, "money": "999", "currency": "CNY",
+                                 "free": False, "balance": True, "limit": MANY_AT_ONCE}
         return {"provider": "runninghub", "url": self.rh.url, "api_key": key, "poll_interval_s": 0.05,
-                "base_workflow_id": wf.WF_SOLID}
+                "base_workflow_id": wf.WF_SOLID, "max_concurrent": MANY_AT_ONCE}
 
     @staticmethod
     def _expect(graph: dict, overrides: dict) -> Expect:
@@ -77,34 +79,18 @@ class RunningHubCase(ContractCase):
         task = self.rh.tasks.get(str(remote_id))
         return bool(task and task.cancelled)
 
-    def inject(self, fault: str) -> None:
-        f = self.rh.faults
-        if fault == "submit_5xx":
-            f.add("create", "status", status=503)
-        elif fault == "submit_429":
-            f.add("create", "status", status=429, retry_after=1)
-        elif fault == "submit_drop_after":
-            f.add("create", "drop_after")
-        elif fault == "poll_5xx":
-            f.add("outputs", "status", status=502, times=3)
-        elif fault == "poll_malformed":
-            f.add("outputs", "malformed")
-        elif fault == "ws_drop":
-            f.add("ws", "ws_drop", after=4)
-        elif fault == "download_truncated":
-            f.add("file", "truncate")
-        elif fault == "download_expired":
-            self.rh.expire_files = True
-        elif fault == "node_error":
-            self.rh.fail_next(exception_type="TypeError", message="sampler_main() missing 2 required positional "
-                              "arguments: 'clip_vision' and 'vae'")
-        elif fault == "content_safety":
-            self.rh.content_safety_next()
-        elif fault == "slow_answers":
-            f.add("create", "slow", delay=1.5)
-            f.add("outputs", "slow", delay=1.5, times=2)
-        else:
-            raise KeyError(fault)
+    def finished_remotely(self, remote_id: str) -> bool:
+        return self.rh.task_ended(remote_id)
+
+    def expire_urls(self) -> None:
+        self.rh.expire_urls()
+
+    def fail_node(self) -> None:
+        self.rh.fail_next(exception_type="TypeError", message="sampler_main() missing 2 required positional "
+                          "arguments: 'clip_vision' and 'vae'")
+
+    def refuse_content(self) -> None:
+        self.rh.content_safety_next()
 
 
 CASE = RunningHubCase()

@@ -24,7 +24,7 @@ query                  POST /openapi/v2/query                              Beare
 queue_status           GET  /openapi/v2/queue/status                       Bearer
 v2_run_workflow        POST /openapi/v2/run/workflow/{id}                  Bearer
 v2_run_app             POST /openapi/v2/run/ai-app/{id}                    Bearer
-file                   GET  /files/...  (result and v2 upload files)       none
+file                   GET  /files/...  (result and v2 upload files)       signed link (below)
 ws                     GET  /ws/c_instance?c_host=&c_port=&clientId=&workflowId=&Rh-Comfy-Auth=
 =====================  ==================================================  =====================
 
@@ -32,14 +32,24 @@ Any ``Host`` header is accepted and never routed on; a Bearer header on v1 route
 State machine per task, driven by ``self.clock``: QUEUED for ``queue_s`` → RUNNING for ``run_s``
 (``slow_run_s`` for the built-in slow workflow) with native ComfyUI WebSocket frames → SUCCESS
 (outputs visible ``output_lag_s`` after ``execution_success``) or FAILED (805 + failedReason).
-Cancel → FAILED (805, empty failedReason; INFERRED). Concurrency per key: ``concurrency_limit``
-tasks in QUEUED+RUNNING; over it NORMAL/SHARED keys get 421, EXCLUSIVE keys 415, or with
-``usePersonalQueue`` a QUEUED task that waits for a slot (814 beyond ``personal_queue_max``).
+Cancel → FAILED (805, empty failedReason; INFERRED); a cancel of a finished task answers 0 and
+changes nothing (INFERRED, facts §3.6). Concurrency per key: ``keys[key]["limit"]`` (default
+``concurrency_limit`` = 3, the third-party figure for shared keys) tasks in QUEUED+RUNNING; over it
+NORMAL/SHARED keys get 421, EXCLUSIVE keys 415, or with ``usePersonalQueue`` a QUEUED task that
+waits for a slot (814 beyond ``personal_queue_max``).
+
+Result and upload links are signed like the COS links seen in the facts (``q-sign-algorithm``,
+``q-sign-time=<start>;<end>``, ``q-signature``): each answer that lists files signs them afresh,
+valid ``url_ttl_s`` (24 h, the integrators' figure) for results and one day for v2 uploads. A link
+past its window answers 403 ``AccessDenied``/"Request has expired", a forged one 403
+``SignatureDoesNotMatch`` (XML, as COS does). INFERRED: the documented outputs sample shows an
+unsigned CDN link; the COS host seen in the facts signs them.
 
 Service knobs beside ``self.faults``: ``fail_next(node_id=None, ...)`` (805 in a named node),
 ``content_safety_next()`` (805, v2 errorCode 1501; INFERRED), ``validate_fail_next()`` (433),
 ``ws_refuse`` (403 at the handshake), ``ws_silent`` (socket opens, sends nothing),
-``faults.add("ws", "ws_drop", after=N)``, ``expire_files`` (result URLs answer 403),
+``faults.add("ws", "ws_drop", after=N)``, ``expire_urls()`` (every link handed out so far
+expires, and so do those of the next answer listing files; later answers carry fresh links),
 ``running_code0`` (outputs answers the ``{"code":0,"msg":"APIKEY_TASK_IS_RUNNING"}`` variant),
 ``keys[key]`` (``type`` NORMAL|SHARED|EXCLUSIVE, ``coins``, ``money``, ``free`` → 801,
 ``balance`` False → 416), ``v2_upload_enabled`` (False → the v2 upload route is a 404, for the
@@ -136,7 +146,7 @@ class Task:
     fail: Optional[dict] = None
     moderation: bool = False
     frames: list = field(default_factory=list)
-    saved: list = field(default_factory=list)  # [(node id, file name, url)]
+    saved: list = field(default_factory=list)  # [(node id, file name, file path)]
     cost_coins: int = 17
     webhook_url: Optional[str] = None
     webhook: Optional[dict] = None
@@ -160,12 +170,15 @@ class FakeRunningHub(FakeServer):
         self.slow_run_s = 30.0
         self.output_lag_s = 1.0
         self.ws_close_after_s = 2.0
-        self.concurrency_limit = 3
+        self.concurrency_limit = 3  # per key unless keys[key]["limit"]
+        self.url_ttl_s = 86400.0
         self.personal_queue_max = 1000
         self.cached_classes = {"CheckpointLoaderSimple", "EmptyLatentImage"}
         self.ws_refuse = False
         self.ws_silent = False
-        self.expire_files = False
+        self._url_skew = 0.0  # expire_urls() moves the links' clock past every window handed out
+        self._stale_answers = 0
+        self._sign_key = hashlib.sha256(api_key.encode() + b"cos").digest()
         self.running_code0 = False
         self.binary_previews = True
         self.v2_upload_enabled = True
@@ -194,6 +207,56 @@ class FakeRunningHub(FakeServer):
 
     def created_count(self) -> int:
         return len(self.tasks)
+
+    def limit(self, key: str) -> int:
+        return int(self.keys.get(key, {}).get("limit") or self.concurrency_limit)
+
+    def task_ended(self, task_id: str) -> bool:
+        """The task has finished on the service (its results exist), whatever the clients saw."""
+        self._advance()
+        t = self.tasks.get(str(task_id))
+        return bool(t and t.status in ("SUCCESS", "FAILED"))
+
+    # ------------------------------------------------------------------ signed links
+    def expire_urls(self, stale_next: int = 1) -> None:
+        """Every link handed out so far expires now (the links' clock jumps past their windows), and
+        so do the links of the next ``stale_next`` answers listing files (an answer cached before the
+        jump); the answers after those sign fresh links that work."""
+        self._url_skew += max(self.url_ttl_s, 86400.0) + 1
+        self._stale_answers += stale_next
+
+    def _take_stale(self) -> bool:
+        if self._stale_answers > 0:
+            self._stale_answers -= 1
+            return True
+        return False
+
+    def _url_now(self) -> int:
+        return int(1780151960 + self.clock.now() + self._url_skew)
+
+    def _signature(self, path: str, window: str) -> str:
+        return hmac.new(self._sign_key, f"get\n/{path}\n{window}".encode(), hashlib.sha1).hexdigest()
+
+    def sign(self, path: str, *, ttl: Optional[float] = None, stale: bool = False) -> str:
+        """A COS-style signed link to ``/files/<path>`` valid from now for ``ttl`` seconds (``stale``:
+        a window that has already ended)."""
+        ttl = self.url_ttl_s if ttl is None else ttl
+        start = self._url_now() - (int(ttl) + 2 if stale else 0)
+        window = f"{start};{start + int(ttl)}"
+        return (f"{self.url}/files/{path}?q-sign-algorithm=sha1&q-ak=AKIDfakerunninghub&q-sign-time={quote(window)}"
+                f"&q-key-time={quote(window)}&q-header-list=&q-url-param-list=&q-signature="
+                f"{self._signature(path, window)}")
+
+    def _check_signature(self, path: str, query: Any) -> Optional[tuple[str, str]]:
+        """None when the link may be served; else COS's (code, message) for the 403."""
+        window = query.get("q-sign-time", "")
+        if not hmac.compare_digest(query.get("q-signature", ""), self._signature(path, window)):
+            return "SignatureDoesNotMatch", "The calculated signature does not match the one provided"
+        start, _, end = window.partition(";")
+        now = self._url_now()
+        if not (start.isdigit() and end.isdigit()) or not int(start) - 60 <= now <= int(end):
+            return "AccessDenied", "Request has expired"
+        return None
 
     # ------------------------------------------------------------------ routes
     def setup_routes(self, router: web.UrlDispatcher) -> None:
@@ -256,7 +319,7 @@ class FakeRunningHub(FakeServer):
             if t.status == "QUEUED" and now >= t.created + t.queue_s:
                 if t.needs_slot:
                     running = [x for x in self._active(t.key) if x.status == "RUNNING"]
-                    if len(running) >= self.concurrency_limit:
+                    if len(running) >= self.limit(t.key):
                         continue
                     t.start = now
                 else:
@@ -298,9 +361,10 @@ class FakeRunningHub(FakeServer):
 
     def _output_items(self, t: Task) -> list[dict]:
         cost = str(max(1, int(t.run_s)))
-        return [{"fileUrl": url, "fileType": fname.rsplit(".", 1)[-1], "taskCostTime": cost, "nodeId": nid,
-                 "thirdPartyConsumeMoney": None, "consumeMoney": None, "consumeCoins": str(t.cost_coins)}
-                for nid, fname, url in t.saved]
+        stale = self._take_stale() if t.saved else False
+        return [{"fileUrl": self.sign(path, stale=stale), "fileType": fname.rsplit(".", 1)[-1], "taskCostTime": cost,
+                 "nodeId": nid, "thirdPartyConsumeMoney": None, "consumeMoney": None, "consumeCoins": str(t.cost_coins)}
+                for nid, fname, path in t.saved]
 
     def outputs_body(self, t: Task) -> dict:
         """The /task/openapi/outputs answer for a task now (also the webhook's eventData)."""
@@ -346,7 +410,7 @@ class FakeRunningHub(FakeServer):
                     fname = f"ComfyUI_{self._seq:05d}_{nid}_{i}.png"
                     path = f"{USER_ID}/output/{fname}"
                     self.files[path] = (data, "image/png")
-                    t.saved.append((nid, fname, f"{self.url}/files/{path}"))
+                    t.saved.append((nid, fname, path))
         hook = body.get("webhookUrl")
         t.webhook_url = hook if isinstance(hook, str) and hook else None
         self.tasks[tid] = t
@@ -423,11 +487,11 @@ class FakeRunningHub(FakeServer):
         active = self._active(key)
         personal = body.get("usePersonalQueue") in (True, "true", "True")
         needs_slot = False
-        if len(active) >= self.concurrency_limit:
+        if len(active) >= self.limit(key):
             if info["type"] == "EXCLUSIVE":
                 if not personal:
                     return 415, None
-                if len(active) - self.concurrency_limit >= self.personal_queue_max:
+                if len(active) - self.limit(key) >= self.personal_queue_max:
                     return 814, None
                 needs_slot = True
             else:
@@ -537,8 +601,8 @@ class FakeRunningHub(FakeServer):
             out.update(failedReason={}, usage={"consumeMoney": None, "consumeCoins": str(t.cost_coins),
                                                "taskCostTime": str(max(1, int(t.run_s))),
                                                "thirdPartyConsumeMoney": None},
-                       results=[{"url": url, "nodeId": nid, "outputType": fname.rsplit(".", 1)[-1], "text": None}
-                                for nid, fname, url in t.saved])
+                       results=[{"url": self.sign(path), "nodeId": nid, "outputType": fname.rsplit(".", 1)[-1],
+                                 "text": None} for nid, fname, path in t.saved])
         return json_response(out)
 
     async def h_queue_status(self, request: web.Request) -> web.Response:
@@ -550,7 +614,7 @@ class FakeRunningHub(FakeServer):
         running = sum(1 for t in active if t.status == "RUNNING")
         return json_response({"code": 0, "msg": "success", "data": {
             "apiKeyType": self.keys[key]["type"] if self.keys[key]["type"] != "NORMAL" else "SHARED",
-            "concurrentLimit": self.concurrency_limit, "runningCount": str(running),
+            "concurrentLimit": self.limit(key), "runningCount": str(running),
             "queuedCount": str(len(active) - running), "totalCurrentTasks": str(len(active))}})
 
     # ------------------------------------------------------------------ workflow and app info
@@ -652,8 +716,7 @@ class FakeRunningHub(FakeServer):
         name, ext = self._store_upload("openapi", fname, data)
         kind = ("image" if ext in ("png", "jpg", "jpeg", "webp") else "video" if ext in ("mp4", "avi", "mov", "mkv")
                 else "audio" if ext in ("mp3", "wav", "flac") else "file")
-        url = (f"{self.url}/files/input/{name}?q-sign-algorithm=sha1&q-sign-time=1780151960%3B1780238360"
-               f"&q-key-time=1780151960%3B1780238360&q-signature=0000")
+        url = self.sign(f"input/{name}", ttl=86400.0)  # one day [DOC]
         return json_response({"code": 0, "message": "success",
                               "data": {"type": kind, "download_url": url, "fileName": name, "size": str(len(data))}})
 
@@ -740,9 +803,11 @@ class FakeRunningHub(FakeServer):
     # ------------------------------------------------------------------ files
     async def h_file(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
-        if self.expire_files and "/output/" in path:
-            return web.Response(status=403, content_type="application/xml",
-                                text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+        refused = self._check_signature(path, request.query)
+        if refused:
+            return web.Response(status=403, content_type="application/xml", text=(
+                f"<?xml version='1.0' encoding='utf-8' ?><Error><Code>{refused[0]}</Code><Message>{refused[1]}"
+                f"</Message><Resource>/{path}</Resource></Error>"))
         entry = self.files.get(path)
         if entry is None:
             return web.Response(status=404, content_type="application/xml",

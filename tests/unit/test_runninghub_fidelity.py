@@ -442,3 +442,68 @@ async def test_ws_drop_and_reconnect_gets_current_node(fake):
         again = [f for f in await drain_ws(ws) if isinstance(f, dict)]
     assert again[0]["type"] == "status"
     assert again[-2]["type"] == "execution_success"
+
+
+# ---------------------------------------------------------------- signed, expiring links
+
+async def _get(f: FakeRunningHub, url: str) -> tuple[int, bytes]:
+    async with f.session.get(url) as r:  # type: ignore[attr-defined]
+        return r.status, await r.read()
+
+
+async def test_result_links_are_signed_for_a_day_and_expire(fake):
+    tid = (await create(fake))["data"]["taskId"]
+    url = (await finished(fake, tid))["data"][0]["fileUrl"]
+    q = parse_qs(urlsplit(url).query)
+    assert q["q-sign-algorithm"] == ["sha1"] and q["q-signature"][0]
+    start, end = map(int, q["q-sign-time"][0].split(";"))
+    assert end - start == 86400  # integrators report 24 h [facts §7]
+    status, body = await _get(fake, url)
+    assert status == 200 and body.startswith(b"\x89PNG")
+    status, body = await _get(fake, url.replace("q-signature=", "q-signature=0"))
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    fake.expire_urls()  # what was handed out expires; the next answer listing files is stale too
+    status, body = await _get(fake, url)
+    assert status == 403 and b"<Code>AccessDenied</Code>" in body and b"Request has expired" in body
+    stale = (await post(fake, "/task/openapi/outputs", {"apiKey": DEFAULT_KEY, "taskId": tid}))["data"][0]["fileUrl"]
+    assert (await _get(fake, stale))[0] == 403
+    fresh = (await post(fake, "/task/openapi/outputs", {"apiKey": DEFAULT_KEY, "taskId": tid}))["data"][0]["fileUrl"]
+    assert fresh != url and await _get(fake, fresh) == (200, body_of(fake, fresh))
+    q2 = await post(fake, "/openapi/v2/query", {"taskId": tid}, headers={"Authorization": f"Bearer {DEFAULT_KEY}"})
+    assert (await _get(fake, q2["results"][0]["url"]))[0] == 200  # v2 query links are signed afresh too
+
+
+def body_of(f: FakeRunningHub, url: str) -> bytes:
+    return f.files[urlsplit(url).path[len("/files/"):]][0]
+
+
+async def test_v2_upload_link_is_signed_for_one_day(fake):
+    data = png_bytes((7, 8, 9), (4, 4))
+    out = await post(fake, "/openapi/v2/media/upload/binary", data=_form({}, data),
+                     headers={"Authorization": f"Bearer {DEFAULT_KEY}"})
+    link = out["data"]["download_url"]
+    start, end = map(int, parse_qs(urlsplit(link).query)["q-sign-time"][0].split(";"))
+    assert end - start == 86400 and await _get(fake, link) == (200, data)
+    fake.expire_urls(stale_next=0)
+    assert (await _get(fake, link))[0] == 403
+
+
+async def test_per_key_concurrency_limit(fake):
+    fake.run_s = 30.0
+    fake.keys[DEFAULT_KEY]["limit"] = 5
+    for _ in range(5):
+        assert (await create(fake))["code"] == 0
+    assert (await create(fake))["code"] == 421
+    async with fake.session.get(fake.url + "/openapi/v2/queue/status",
+                                headers={"Authorization": f"Bearer {DEFAULT_KEY}"}) as r:
+        data = (await r.json())["data"]
+    assert data["concurrentLimit"] == 5 and data["totalCurrentTasks"] == "5"
+
+
+async def test_cancel_of_a_finished_task_answers_0_and_changes_nothing(fake):
+    tid = (await create(fake))["data"]["taskId"]
+    done = await finished(fake, tid)
+    assert await post(fake, "/task/openapi/cancel", {"apiKey": DEFAULT_KEY, "taskId": tid}) == sample("cancel_ok")
+    again = await post(fake, "/task/openapi/outputs", {"apiKey": DEFAULT_KEY, "taskId": tid})
+    assert again["code"] == 0 and [i["nodeId"] for i in again["data"]] == [i["nodeId"] for i in done["data"]]
+    assert fake.task_ended(tid) and not fake.tasks[tid].cancelled
