@@ -1,4 +1,6 @@
-"""Contract case for Tensor.Art TAMS: the fake's templates (see tests/fakes/tensorart.py)."""
+"""Tensor.Art TAMS in the shared contract suite: :class:`FakeTensorArt` and its templates (the
+workflows are template ids, so creates go to ``POST /v1/jobs/workflow/template``). TAMS has no
+push channel, so the suite skips ``ws_drop``."""
 from __future__ import annotations
 
 from typing import Optional
@@ -12,22 +14,26 @@ SOLID, MULTI, SLOW, ECHO = "700000000000000001", "700000000000000002", "70000000
 
 class TensorArtCase(ContractCase):
     provider = "tensorart"
-    faults = frozenset({"submit_5xx", "submit_429", "submit_drop_after", "poll_5xx", "poll_malformed",
-                        "download_truncated", "download_expired", "node_error", "content_safety", "slow_answers"})
+    ROUTES = {"create": "template_job", "poll": "get_job", "outputs": "get_job", "cancel": "cancel",
+              "file": "file", "upload": "upload"}
 
     async def start(self) -> None:
         fake = FakeTensorArt(clock=self.clock)
-        fake.created_s, fake.queue_s, fake.run_s, fake.step_s = 0.05, 0.3, 0.5, 0.02  # slow: 400 steps = 8 s
+        # queued ~0.3 s, then runs ~1 s with progress; the slow template's 400 steps take ~8 s
+        fake.created_s, fake.queue_s, fake.run_s, fake.step_s = 0.05, 0.3, 0.9, 0.02
         await fake.start()
         self.fake = fake
 
+    @property
+    def ta(self) -> FakeTensorArt:
+        assert isinstance(self.fake, FakeTensorArt), "start() first"
+        return self.fake
+
     def profile(self, key: str) -> dict:
-        # The suite passes its canary key (accepted) or a wrong one for the auth scenario (refused).
-        if "wrong" not in key.lower() and "bad" not in key.lower():
-            self.fake.api_keys.add(key)  # type: ignore[union-attr]
-        # qps = 0: no client pacing against the fake (it enforces no QPS limit unless asked).
-        return {"provider": "tensorart", "url": self.fake.url, "api_key": key,  # type: ignore[union-attr]
-                "poll_interval_s": 0.05, "qps": 0}
+        if not key.startswith("WRONG-"):
+            self.ta.api_keys.add(key)  # the key the suite means to be right; a WRONG- key gets TAMS's 401
+        # qps 0: no client pacing (the fake enforces no QPS limit unless a test sets qps_limit)
+        return {"provider": "tensorart", "url": self.ta.url, "api_key": key, "poll_interval_s": 0.05, "qps": 0}
 
     def workflow_single(self):
         text = "contract cat"
@@ -47,39 +53,23 @@ class TensorArtCase(ContractCase):
         return SOLID, [("text", "99.text", "x")]
 
     def remote_tasks(self) -> int:
-        return self.fake.created  # type: ignore[union-attr]
+        return self.ta.created
 
     def was_cancelled(self, remote_id: str) -> bool:
-        job = self.fake.jobs.get(remote_id)  # type: ignore[union-attr]
+        job = self.ta.jobs.get(remote_id)
         return job is not None and job.cancelled_at is not None
 
-    def inject(self, fault: str) -> None:
-        f = self.fake
-        assert f is not None
-        if fault == "submit_5xx":
-            f.faults.add("template_job", "status", status=503)
-        elif fault == "submit_429":
-            f.faults.add("template_job", "status", status=429, retry_after=1,
-                         body={"code": 8, "message": "rate limit exceeded: 5 QPS", "details": []})
-        elif fault == "submit_drop_after":
-            f.faults.add("template_job", "drop_after")
-        elif fault == "poll_5xx":
-            f.faults.add("get_job", "status", status=502, times=2)
-        elif fault == "poll_malformed":
-            f.faults.add("get_job", "malformed")
-        elif fault == "download_truncated":
-            f.faults.add("file", "truncate")
-        elif fault == "download_expired":
-            f.expire_files = True
-        elif fault == "node_error":
-            f.fail_next("node", node="7")
-        elif fault == "content_safety":
-            f.fail_next("content")
-        elif fault == "slow_answers":
-            for route in ("template_job", "get_job", "template_check"):
-                f.faults.add(route, "slow", delay=1.5)
-        else:
-            raise KeyError(fault)
+    def finished_remotely(self, remote_id: str) -> bool:
+        return self.ta.finished(remote_id)
+
+    def expire_urls(self) -> None:
+        self.ta.expire_urls()  # signed OSS-style links: 403 AccessDenied "Request has expired."
+
+    def fail_node(self) -> None:
+        self.ta.fail_next("node", node="7")  # failedInfo.reason "node id: 7\nclass type: SolidFromText\n…"
+
+    def refuse_content(self) -> None:
+        self.ta.fail_next("content")  # failedInfo.reason names the NSFW filter
 
 
 CASE = TensorArtCase()

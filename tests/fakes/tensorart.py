@@ -23,8 +23,10 @@ Service-level knobs beside ``self.faults`` (route names: ``get_job``, ``cancel``
 ``create_job``, ``workflow``, ``params_check``, ``template_job``, ``template_check``,
 ``get_template``, ``upload``, ``upload_sts``, ``get_model``, ``put``, ``file``):
 ``fail_next(kind, node=…)`` (``node`` / ``content`` / ``transitory`` / ``fatal`` / ``credits``),
-``qps_limit`` (429 ``code 8`` past N requests a second per app), ``url_ttl_s`` (result URLs expire:
-403 from the file host), ``expire_files`` (every result URL refused for good).
+``qps_limit`` (429 ``code 8`` past N requests a second per app), ``url_ttl_s`` (result URLs are
+signed with an ``Expires`` time: past it the file host answers 403 ``AccessDenied`` "Request has
+expired."), ``expire_urls()`` (every result URL handed out so far, and those of the next answer
+that carries results, have expired; the answers after that sign fresh ones that work).
 """
 from __future__ import annotations
 
@@ -151,7 +153,8 @@ class FakeTensorArt(FakeServer):
         self.max_skew_s = 900.0
         self.qps_limit: Optional[int] = None
         self.url_ttl_s = 3600.0
-        self.expire_files = False
+        self._revoked = 0  # result URLs whose Expires is at or before this have expired
+        self._stale_next = False  # the next answer with results signs them already expired
         self.jobs: dict[str, Job] = {}
         self.by_request: dict[tuple[str, str], str] = {}
         self.resources: dict[str, dict] = {}  # resourceId -> {headers, data, expires}
@@ -176,6 +179,17 @@ class FakeTensorArt(FakeServer):
         """The next created job fails: ``node`` (a node raises), ``content`` (safety filter),
         ``transitory`` / ``fatal`` (failedInfo.code), ``credits`` (creation refused, no credits)."""
         self._failures.append({"kind": kind, "node": node, "reason": reason})
+
+    def expire_urls(self) -> None:
+        """Every result URL signed so far expires now, and so do those of the next answer that
+        carries results (a link that expired before the client used it); later answers sign fresh ones."""
+        self._revoked = max(self._revoked, int(self.unix_now() + self.url_ttl_s))
+        self._stale_next = True
+
+    def finished(self, job_id: str) -> bool:
+        """The job has ended (SUCCESS, FAILED or CANCELED) at the clock's now."""
+        job = self.jobs.get(job_id)
+        return job is not None and self._status(job)[0] in TERMINAL
 
     def unix_now(self) -> float:
         return self._epoch + self.clock.now()
@@ -421,8 +435,8 @@ class FakeTensorArt(FakeServer):
             return "RUNNING", t / job.run_s if job.run_s else 1.0
         return ("FAILED" if job.failure else "SUCCESS"), 1.0
 
-    def _resource(self, rid: str, res: tg.Result) -> dict:
-        exp = int(self.unix_now() + self.url_ttl_s)
+    def _resource(self, rid: str, res: tg.Result, stale: bool = False) -> dict:
+        exp = self._revoked if stale else max(int(self.unix_now() + self.url_ttl_s), self._revoked + 1)
         sig = hmac.new(self._file_secret, f"{rid}:{exp}".encode(), hashlib.sha256).hexdigest()[:32]
         return {"id": rid, "url": f"{self.url}/_files/{rid}.png?Expires={exp}&OSSAccessKeyId=fake&Signature={sig}",
                 "expiredIn": str(exp), "meta": {"image": {"format": "png", "width": res.width, "height": res.height}}}
@@ -468,7 +482,8 @@ class FakeTensorArt(FakeServer):
             out["runningInfo"] = ({"stages": [{"stageIndex": "0", "processingImages": imgs}]} if self.legacy_shape
                                   else {"processingImages": imgs, "workflowFinishItem": self._wfi(job, status, frac)})
         elif status == "SUCCESS":
-            images = [self._resource(rid, res) for res, rid in zip(job.results, job.resource_ids)]
+            stale, self._stale_next = self._stale_next, False
+            images = [self._resource(rid, res, stale) for res, rid in zip(job.results, job.resource_ids)]
             out["successInfo"] = ({"images": images, "stages": [{"stageIndex": "0", "processingImages":
                                    [{"resourceImage": im, "progress": 100} for im in images]}]} if self.legacy_shape
                                   else {"images": images, "videos": [], "workflowFinishItem": self._wfi(job, status, frac)})
@@ -553,7 +568,7 @@ class FakeTensorArt(FakeServer):
         good = hmac.new(self._file_secret, f"{rid}:{exp}".encode(), hashlib.sha256).hexdigest()[:32]
         if png is None:
             return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
-        if self.expire_files or exp < self.unix_now() or not hmac.compare_digest(good, request.query.get("Signature", "")):
+        if exp <= self._revoked or exp < self.unix_now() or not hmac.compare_digest(good, request.query.get("Signature", "")):
             return _oss_error(403, "AccessDenied", "Request has expired.")
         return web.Response(body=png, content_type="image/png")
 

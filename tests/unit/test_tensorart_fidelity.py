@@ -302,13 +302,19 @@ async def test_qps_limit_is_429_resource_exhausted(env):
     assert d["code"] == 8
 
 
-async def test_result_urls_expire(env):
-    fake, s = env
+async def finished_two_image_job(s, fake, request_id: str) -> str:
+    """A job of the two-output template, run to SUCCESS on the fake's clock; its id."""
     _, d, _ = await call(s, fake, "POST", "/v1/jobs/workflow/template", {
-        "requestId": "e", "templateId": "700000000000000002", "fields": {"fieldAttrs": [
+        "requestId": request_id, "templateId": "700000000000000002", "fields": {"fieldAttrs": [
             {"nodeId": "6", "fieldName": "text", "fieldValue": "t"}]}})
     fake.clock.advance(5)
-    _, job, _ = await call(s, fake, "GET", f"/v1/jobs/{d['job']['id']}")
+    return d["job"]["id"]
+
+
+async def test_result_urls_expire(env):
+    fake, s = env
+    job_id = await finished_two_image_job(s, fake, "e")
+    _, job, _ = await call(s, fake, "GET", f"/v1/jobs/{job_id}")
     images = job["job"]["successInfo"]["images"]
     assert len(images) == 2
     async with s.get(images[0]["url"]) as r:
@@ -317,6 +323,26 @@ async def test_result_urls_expire(env):
     assert int(images[0]["expiredIn"]) < fake.unix_now()
     async with s.get(images[0]["url"]) as r:
         assert r.status == 403 and "AccessDenied" in await r.text()
+
+
+async def test_expire_urls_refuses_every_link_so_far_and_the_next_answer_signs_fresh_ones(env):
+    fake, s = env
+    job_id = await finished_two_image_job(s, fake, "x")
+
+    async def first_url() -> str:
+        _, job, _ = await call(s, fake, "GET", f"/v1/jobs/{job_id}")
+        return job["job"]["successInfo"]["images"][0]["url"]
+
+    old = await first_url()
+    fake.expire_urls()
+    stale, fresh = await first_url(), await first_url()
+    assert fresh not in (old, stale)
+    for url, code in ((old, 403), (stale, 403), (fresh, 200)):
+        async with s.get(url) as r:
+            assert r.status == code
+            if code == 403:
+                text = await r.text()
+                assert "<Code>AccessDenied</Code>" in text and "Request has expired" in text
 
 
 async def test_unpopulated_fields_and_legacy_shape(env):
