@@ -1,7 +1,7 @@
 """SpeedPix in the shared contract suite: the fake of tests/fakes/speedpix.py, published workflows
 ``wf_solid`` (one image, typed fields), ``wf_multi`` (two images), ``wf_echo`` (returns the uploaded
-image), ``wf_slow`` (runs ~40 s). The service has no cancel, so cancel scenarios are skipped by
-capabilities and ``was_cancelled`` is always False.
+image), ``wf_slow`` (runs ~40 s). The service has no cancel and no push channel: the suite skips
+``ws_drop`` and the assertions about a remote cancel, and ``was_cancelled`` is always False.
 
 Keys: the profile's ``app_secret`` is the suite's key and its ``app_key`` is derived from it. Every
 key the suite hands to ``profile()`` is registered as an application, except one that contains
@@ -25,20 +25,23 @@ def app_key_for(key: str) -> str:
 
 class SpeedPixCase(ContractCase):
     provider = "speedpix"
-    faults = frozenset({"submit_5xx", "submit_429", "submit_drop_after", "poll_5xx", "poll_malformed",
-                        "download_truncated", "download_expired", "node_error", "content_safety",
-                        "slow_answers"})
+    ROUTES = {"create": "comfy_prompt", "poll": "comfy_get_progress", "outputs": "comfy_get_result",
+              "file": "oss_get", "upload": "sp_create_temp_file_upload_sign"}
 
     async def start(self) -> None:
         self.fake = FakeSpeedPix(clock=self.clock, queue_s=0.3, run_s=1.0, steps=4)
         self.fake.apps = {}
         await self.fake.start()
 
-    def profile(self, key: str) -> dict:
+    @property
+    def sp(self) -> FakeSpeedPix:
         assert isinstance(self.fake, FakeSpeedPix), "start() first"
+        return self.fake
+
+    def profile(self, key: str) -> dict:
         if key and not _WRONG.search(key):
-            self.fake.apps[app_key_for(key)] = key
-        return {"provider": "speedpix", "url": self.fake.url, "app_key": app_key_for(key), "app_secret": key,
+            self.sp.apps[app_key_for(key)] = key
+        return {"provider": "speedpix", "url": self.sp.url, "app_key": app_key_for(key), "app_secret": key,
                 "poll_interval_s": 0.05}
 
     def workflow_single(self):
@@ -63,39 +66,23 @@ class SpeedPixCase(ContractCase):
         return ("wf_solid", [("text", "6.text", "x")])
 
     def remote_tasks(self) -> int:
-        assert self.fake is not None
-        return self.fake.task_count()
+        return self.sp.task_count()
 
     def was_cancelled(self, remote_id: str) -> bool:
         return False  # the service has no cancel
 
-    def inject(self, fault: str) -> None:
-        f = self.fake
-        assert isinstance(f, FakeSpeedPix)
-        if fault == "submit_5xx":
-            f.faults.add("comfy_prompt", "status", status=503)
-        elif fault == "submit_429":
-            f.faults.add("comfy_prompt", "status", status=429, retry_after=1)
-        elif fault == "submit_drop_after":
-            f.faults.add("comfy_prompt", "drop_after")
-        elif fault == "poll_5xx":
-            f.faults.add("comfy_get_progress", "status", status=502, times=3)
-        elif fault == "poll_malformed":
-            f.faults.add("comfy_get_progress", "malformed")
-        elif fault == "download_truncated":
-            f.faults.add("oss_get", "truncate")
-        elif fault == "download_expired":
-            f.expire_urls = True
-        elif fault == "node_error":
-            f.node_error_next = ("3", "KSampler",
-                                 "Error occurred when executing KSampler (node 3): CUDA out of memory")
-        elif fault == "content_safety":
-            f.content_safety_next = "input"
-        elif fault == "slow_answers":
-            for route in ("comfy_prompt", "comfy_get_progress"):
-                f.faults.add(route, "slow", delay=1.5)
-        else:
-            raise ValueError(f"speedpix cannot play fault {fault!r}")
+    def finished_remotely(self, remote_id: str) -> bool:
+        return self.sp.finished(remote_id)
+
+    def expire_urls(self) -> None:
+        # the URLs handed out so far, and those of the next comfy_get_result answer, have expired
+        self.sp.expire_urls(next_answers=1)
+
+    def fail_node(self) -> None:
+        self.sp.node_error_next = ("3", "KSampler", "Error occurred when executing KSampler (node 3): CUDA out of memory")
+
+    def refuse_content(self) -> None:
+        self.sp.content_safety_next = "output"  # the output fails the check: the task ends failed
 
 
 CASE = SpeedPixCase()

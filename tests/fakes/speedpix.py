@@ -12,19 +12,24 @@ What it is:
 - tasks driven by ``self.clock``: ``waiting`` for ``queue_s`` → ``running`` for ``run_s`` through
   CheckpointLoader → CLIPTextEncode → KSampler (``steps`` steps) → VAEDecode → SaveImage →
   ``succeeded`` | ``failed``;
-- an OSS-like bucket under ``/oss/``: presigned ``PUT`` targets for uploads, presigned ``GET``
-  result and access URLs that expire (``url_ttl_s``, or ``expire_urls`` for good).
+- an OSS-like bucket under ``/oss/``: presigned ``PUT`` targets for uploads (an hour), presigned
+  ``GET`` result URLs that expire after ``url_ttl_s`` by the bucket's clock, and access URLs of
+  temporary uploads that last ``temp_ttl_s`` (a day, INFERRED); every ``comfy_get_result`` signs
+  fresh URLs. ``expire_urls()`` moves the bucket's clock past every URL handed out so far.
 
-Knobs: ``hold``/``release()`` (keep new tasks waiting until released), ``node_error_next`` (next task fails in KSampler), ``content_safety_next`` ("input": refused
-at submit; "output": fails at the end), ``service_error(api, code, msg, times)`` (scripted status-20
-answers), ``wall_offset_s`` (the gateway's clock), ``strict_inputs``, ``strict_md5``; HTTP faults via
+Knobs: ``hold``/``release()`` (keep new tasks waiting until released), ``node_error_next`` (next
+task fails in KSampler), ``content_safety_next`` ("input": refused at submit; "output": fails at the
+end), ``service_error(api, code, msg, times)`` (scripted status-20 answers), ``wall_offset_s`` (the
+gateway's and the bucket's clock), ``expire_urls(next_answers)``, ``strict_inputs``, ``strict_md5``;
+HTTP faults via
 ``self.faults`` on route names ``comfy_prompt``, ``comfy_get_progress``, ``comfy_get_result``,
 ``sp_create_temp_file_upload_sign``, ``oss_put``, ``oss_get``.
 
 INFERRED here (no source shows them): the codes ``P_Request_ParamInvalid``,
 ``B_WORKFLOW_NotFound``, ``B_WORKFLOW_VersionNotFound``, ``B_COMPUTING_ExecutionError``; the
 pairing errCode = subErrCode; ``comfy_get_result`` on an unfinished task answering status 10 with
-its current status; ``lastQueueRemaining`` counting the waiting tasks up to and including this one.
+its current status; ``lastQueueRemaining`` counting the waiting tasks up to and including this one;
+the lifetime of temporary uploads (a day; an expired one is refused by ``comfy_prompt``).
 """
 from __future__ import annotations
 
@@ -139,8 +144,10 @@ class FakeSpeedPix(FakeServer):
         self.wall_offset_s = 0.0
         self.strict_md5 = True
         self.strict_inputs = True
-        self.url_ttl_s = 3600.0
-        self.expire_urls = False
+        self.url_ttl_s = 3600.0  # result URLs (INFERRED: OSS signed URLs, hours)
+        self.temp_ttl_s = 24 * 3600.0  # temporary uploads and their access URLs (INFERRED: a day)
+        self.bucket_skew_s = 0.0  # the bucket's clock ahead of the gateway's (expire_urls)
+        self.stale_results = 0  # comfy_get_result answers still to hand out already-expired URLs
         self.node_error_next: Optional[tuple] = None
         self.content_safety_next: Optional[str] = None
         self.auth_failures: list[str] = []
@@ -163,6 +170,21 @@ class FakeSpeedPix(FakeServer):
 
     def wall(self) -> float:
         return time.time() + self.wall_offset_s
+
+    def bucket_now(self) -> float:
+        return self.wall() + self.bucket_skew_s
+
+    def expire_urls(self, next_answers: int = 0) -> None:
+        """Every result URL handed out so far has expired (the bucket's clock passes their
+        ``Expires``); the next ``next_answers`` ``comfy_get_result`` answers hand out URLs that are
+        already expired too (a client that took too long), later answers fresh ones that work."""
+        self.bucket_skew_s += self.url_ttl_s + 1
+        self.stale_results = next_answers
+
+    def finished(self, task_id: str) -> bool:
+        """The task has ended on the service (its result, or its failure, can be read)."""
+        task = self.tasks.get(task_id)
+        return task is not None and self.phase(task)["status"] in ("succeeded", "failed")
 
     # ------------------------------------------------------------------ gateway
     def _refuse(self, status: int, message: str) -> web.Response:
@@ -370,10 +392,10 @@ class FakeSpeedPix(FakeServer):
         if not isinstance(ct, str) or not ct or not isinstance(name, str) or not name:
             return envelope(None, "P_Request_ParamInvalid", "contentType and originalFilename are required")
         key = f"comfy/temp/{uuid.uuid4().hex}/{name.replace('/', '_')}"
-        expires = int(self.wall() + 3600)
+        expires = int(self.bucket_now() + 3600)
         return envelope({"uploadUrl": self.presign(request, "PUT", key, ct, expires), "objectKey": key,
                          "path": key, "expireTime": expires * 1000,
-                         "accessUrl": self.presign(request, "GET", key, "", int(self.wall() + self.url_ttl_s))})
+                         "accessUrl": self.presign(request, "GET", key, "", int(self.bucket_now() + self.temp_ttl_s))})
 
     # ------------------------------------------------------------------ results
     def _outputs(self, request: web.Request, task: Task) -> dict:
@@ -395,7 +417,10 @@ class FakeSpeedPix(FakeServer):
                 self.objects[f"comfy/output/{name}"] = (data, "image/png")
             task.outputs = {"files": files}
         files = task.outputs["files"]
-        exp = int(self.wall() + self.url_ttl_s)
+        exp = int(self.bucket_now() + self.url_ttl_s)
+        if self.stale_results > 0:  # signed long ago: expired when it arrives
+            self.stale_results -= 1
+            exp = int(self.bucket_now()) - 1
         urls = [self.presign(request, "GET", f"comfy/output/{n}", "", exp) for n, *_ in files]
 
         def obj(i: int) -> dict:
@@ -426,8 +451,9 @@ class FakeSpeedPix(FakeServer):
         if not parts.path.startswith("/oss/"):
             return None
         key = unquote(parts.path[len("/oss/"):])
-        if not self._signed_ok("GET", key, "", parse_qs(parts.query)):
-            return None
+        q = parse_qs(parts.query)
+        if not self._signed_ok("GET", key, "", q) or int(q["Expires"][0]) < self.bucket_now():
+            return None  # not ours, or the temporary file has expired
         return self.objects.get(key)
 
     # ------------------------------------------------------------------ OSS-like bucket
@@ -456,7 +482,7 @@ class FakeSpeedPix(FakeServer):
         if not self._signed_ok(method, key, ct, request.query):
             return self._oss_error(403, "SignatureDoesNotMatch",
                                    "The request signature we calculated does not match the signature you provided.")
-        if self.expire_urls or int(request.query["Expires"]) < self.wall():
+        if int(request.query["Expires"]) < self.bucket_now():
             return self._oss_error(403, "AccessDenied", "Request has expired.")
         return None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from comfyui_remote.providers import speedpix as sp
+from comfyui_remote.providers import speedpix_wire as sp
 from comfyui_remote.tests.fakes.speedpix import FakeSpeedPix, Published
 from comfyui_remote.tests.fakes.toolkit import Clock, png_bytes
 
@@ -324,9 +324,41 @@ async def test_upload_sign_put_and_access_url(fake, session):
         assert r.status == 200 and await r.read() == src
     async with session.get(d["accessUrl"].replace("Signature=", "Signature=x")) as r:
         assert r.status == 403
-    fake.wall_offset_s = 7200
+    fake.wall_offset_s = 7200  # the upload URL lasts an hour, the temporary file a day (INFERRED)
+    async with session.put(d["uploadUrl"], data=src, headers={"Content-Type": "image/png"}) as r:
+        assert r.status == 403 and "<Code>AccessDenied</Code>" in await r.text()
+    async with session.get(d["accessUrl"]) as r:
+        assert r.status == 200
+    fake.wall_offset_s = fake.temp_ttl_s + 60
     async with session.get(d["accessUrl"]) as r:
         assert r.status == 403 and "<Code>AccessDenied</Code>" in await r.text()
+
+
+async def test_an_expired_temporary_file_is_refused_by_comfy_prompt(fake, session):
+    d = (await ok(session, fake, "sp_create_temp_file_upload_sign",
+                  {"contentType": "image/png", "originalFilename": "a.png"}))["data"]
+    async with session.put(d["uploadUrl"], data=png_bytes(), headers={"Content-Type": "image/png"}) as r:
+        assert r.status == 200
+    fake.bucket_skew_s = fake.temp_ttl_s + 60
+    env = await ok(session, fake, "comfy_prompt", {"workflow_id": "wf_echo", "alias_id": "main",
+                                                   "inputs": {"image": d["accessUrl"]}})
+    assert env["status"] == 20 and env["subErrCode"] == "P_Request_ParamInvalid" and fake.task_count() == 0
+
+
+async def test_result_urls_expire_and_every_answer_signs_fresh_ones(fake, session):
+    tid = (await ok(session, fake, "comfy_prompt", {"workflow_id": "wf_solid", "alias_id": "main",
+                                                    "inputs": {}}))["data"]["taskId"]
+    fake.clock.advance(20)
+    first = (await ok(session, fake, "comfy_get_result", {"taskId": tid}))["data"]["images"][0]
+    fake.expire_urls(next_answers=1)
+    stale = (await ok(session, fake, "comfy_get_result", {"taskId": tid}))["data"]["images"][0]
+    fresh = (await ok(session, fake, "comfy_get_result", {"taskId": tid}))["data"]["images"][0]
+    assert fresh not in (first, stale)
+    for url, status in ((first, 403), (stale, 403), (fresh, 200)):
+        async with session.get(url) as r:
+            assert r.status == status, url
+            if status == 403:
+                assert "Request has expired" in await r.text()
 
 
 # --------------------------------------------------------------------------- standalone
