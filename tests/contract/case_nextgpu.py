@@ -1,34 +1,44 @@
-"""nextGPU for the shared contract suite: the fake with fast timings, four foreign jobs (one per
-simulated node) ahead of every task so each one visibly queues, and the faults nextGPU can have.
-``content_safety`` is absent: nextGPU documents no content filter. No cancel (capabilities.cancel
-is False): ``was_cancelled`` is always False."""
+"""nextGPU in the shared contract suite: the fake with fast timings, four foreign jobs (one per
+simulated node) ahead of every task so each one visibly queues, result files on the fake's separate
+OSS listener with signed, expiring URLs. nextGPU has no cancel (``was_cancelled`` is always False)
+and documents no content filter."""
 from __future__ import annotations
 
 from ..fakes import nextgpu_apps as apps
 from ..fakes.nextgpu import FakeNextGPU
+from ..fakes.toolkit import FakeServer
 from .case import ContractCase, Expect
 
 
 class NextGPUCase(ContractCase):
     provider = "nextgpu"
-    faults = frozenset({"submit_5xx", "submit_429", "submit_drop_after", "poll_5xx", "poll_malformed", "ws_drop",
-                        "download_truncated", "download_expired", "node_error", "slow_answers"})
+    ROUTES = {"create": "publish", "poll": "getTask", "outputs": "getTask", "file": "file", "upload": "store_put",
+              "ws": "ws"}
 
     async def start(self) -> None:
-        self.fake = FakeNextGPU(clock=self.clock, users=(), run_s=0.4, dispatch_s=0.03, local_queue_s=0.03,
-                                foreign_run_s=0.1, slow_run_s=6.0, slots=4)
-        self.fake.default_knobs.ahead = 4  # one foreign job per node: every task visibly queues
-        await self.fake.start()
+        fake = FakeNextGPU(clock=self.clock, users=(), run_s=0.8, dispatch_s=0.05, local_queue_s=0.05,
+                           foreign_run_s=0.1, slow_run_s=8.0, slots=4)
+        fake.default_knobs.ahead = 4  # one foreign job per node: every task visibly queues
+        fake.oss.signed = True
+        await fake.start()
+        self.fake = fake
+
+    @property
+    def ng(self) -> FakeNextGPU:
+        assert isinstance(self.fake, FakeNextGPU), "start() first"
+        return self.fake
+
+    def server_for(self, route: str) -> FakeServer:
+        return self.ng.oss if route == "file" else self.ng
 
     def profile(self, key: str) -> dict:
-        """``key`` is both the user name and the bearer token. Every key except those starting with
-        ``WRONG-`` is accepted (strict token mode), so a wrong key gets nextGPU's (inferred) HTTP 401."""
-        assert isinstance(self.fake, FakeNextGPU), "start() first"
+        """``key`` is both the user name and the bearer token (strict token mode): every key except
+        those starting with ``WRONG-`` is accepted, so a wrong key gets nextGPU's (inferred) HTTP 401."""
         if not key.startswith("WRONG-"):
-            self.fake.users.add(key)
-            self.fake.tokens.add(key)
-        return {"provider": "nextgpu", "url": self.fake.url, "user": key, "token": key,
-                "image_upload_url": f"{self.fake.url}/_store", "poll_interval_s": 0.05}
+            self.ng.users.add(key)
+            self.ng.tokens.add(key)
+        return {"provider": "nextgpu", "url": self.ng.url, "user": key, "token": key,
+                "image_upload_url": f"{self.ng.url}/_store", "poll_interval_s": 0.05}
 
     def workflow_single(self):
         prompt = "a red fox"
@@ -36,9 +46,9 @@ class NextGPUCase(ContractCase):
                 Expect([(16, 16, apps.solid_colour(prompt))]))
 
     def workflow_multi(self):
-        prompt = "two of them"
-        rgb = apps.solid_colour(prompt)
-        return apps.PAIR_TITLE, [("text", "promptText", prompt)], Expect([(8, 8, rgb), (8, 8, apps.inverse(rgb))])
+        rgb = apps.solid_colour("two of them")
+        expect = Expect([(8, 8, rgb), (8, 8, apps.inverse(rgb))])
+        return apps.PAIR_TITLE, [("text", "promptText", "two of them")], expect
 
     def workflow_upload(self):
         return apps.ECHO_TITLE, "imageName"
@@ -50,38 +60,23 @@ class NextGPUCase(ContractCase):
         return apps.T2I_TITLE, [("text", "6.text", "node addressing is not nextGPU's")]
 
     def remote_tasks(self) -> int:
-        assert isinstance(self.fake, FakeNextGPU)
-        return self.fake.task_count()
+        return self.ng.task_count()
 
     def was_cancelled(self, remote_id: str) -> bool:
-        return False  # nextGPU has no cancel: tasks always run to the end
+        return False  # nextGPU has no cancel: a task always runs to its end
 
-    def inject(self, fault: str) -> None:
-        f = self.fake
-        assert isinstance(f, FakeNextGPU)
-        if fault == "submit_5xx":
-            f.faults.add("publish", "status", status=503, body="<html>503 Service Temporarily Unavailable</html>")
-        elif fault == "submit_429":
-            f.faults.add("publish", "status", status=429, retry_after=1, body="<html>429 Too Many Requests</html>")
-        elif fault == "submit_drop_after":
-            f.faults.add("publish", "drop_after")
-        elif fault == "poll_5xx":
-            f.faults.add("getTask", "status", status=502, times=3, body="<html>502 Bad Gateway</html>")
-        elif fault == "poll_malformed":
-            f.faults.add("getTask", "malformed")
-        elif fault == "ws_drop":
-            f.faults.add("ws", "ws_drop", after=2)
-        elif fault == "download_truncated":
-            f.oss.faults.add("file", "truncate")
-        elif fault == "download_expired":
-            f.expire_files = True
-        elif fault == "node_error":
-            f.next_task(fail_attempts=3, failure_reason="KSampler (#3): CUDA out of memory", ahead=4)
-        elif fault == "slow_answers":
-            f.faults.add("publish", "slow", delay=1.5)
-            f.faults.add("getTask", "slow", delay=1.5, times=2)
-        else:
-            raise ValueError(f"nextgpu case cannot play fault {fault!r}")
+    def finished_remotely(self, remote_id: str) -> bool:
+        task = self.ng.tasks.get(remote_id)
+        return task is not None and task.state in (3, 4)
+
+    def expire_urls(self) -> None:
+        self.ng.oss.expire_all()
+
+    def fail_node(self) -> None:
+        self.ng.next_task(fail_attempts=3, failure_reason="KSampler (#3): CUDA out of memory", ahead=4)
+
+    def refuse_content(self) -> None:
+        raise NotImplementedError("nextGPU documents no content-safety filter")
 
 
 CASE = NextGPUCase()

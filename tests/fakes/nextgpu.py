@@ -13,7 +13,13 @@ Routes (API listener; names in brackets are what ``faults`` and ``seen`` use):
 - ``PUT|GET /_store/{name}`` [store_put, store_get] — NOT nextGPU: a stand-in for the user's own public
   image store (``image_upload_url``); PUT answers 201 ``{"url": …}``.
 Result files live on a second listener (``fake.oss``, route [file]) like Alibaba OSS: a different
-host:port, no auth, 404 ``NoSuchKey`` XML when missing or expired.
+host:port, no auth header, 404 ``NoSuchKey`` XML when missing (``expire_files``: every file gone).
+By default the URLs are plain public-read object URLs, as in the SEED. ``fake.oss.signed = True``
+(INFERRED: a private bucket) makes every answer that carries a URL (getTask ``urls``, WebSocket
+``ossUrls``) hand out a fresh OSS V1 presigned URL (``?Expires=&OSSAccessKeyId=&Signature=``, valid
+``url_ttl_s``); an expired one answers 403 ``AccessDenied`` "Request has expired.", a tampered one
+403 ``SignatureDoesNotMatch``; ``fake.oss.expire_all()`` expires every URL handed out before the
+next file request, so only a fresh getTask gives working links.
 
 Auth (INFERRED, see facts §2.3): default mode requires a known ``userName`` (``users``) — otherwise
 ``taskPublish Failed``; strict mode (``token`` set) requires ``Authorization: Bearer <token>`` on
@@ -33,14 +39,20 @@ first — their start/end are broadcast as "foreign" snapshots). Fake-wide: ``ba
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import dataclasses
+import hashlib
+import hmac
 import json
 import random
+import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -80,8 +92,8 @@ class Sub:
     end: Optional[datetime] = None
     start_succeeded: bool = False
     estimate_ms: int = 0
-    oss_urls: Optional[list] = None
-    urls: list = field(default_factory=list)
+    oss_keys: Optional[list] = None  # WebSocket ossUrls (as OSS object keys): None until success
+    keys: list = field(default_factory=list)  # getTask urls (as OSS object keys)
     oss_durations: list = field(default_factory=list)
     oss_sizes: list = field(default_factory=list)
     inference_ms: int = 0
@@ -134,26 +146,71 @@ class Session:
 
 
 class _OssHost(FakeServer):
-    """The result-file host (Alibaba OSS stand-in): public-read, no auth."""
+    """The result-file host (Alibaba OSS stand-in): no auth header; public-read object URLs, or
+    OSS V1 presigned URLs when ``signed`` (see the module docstring)."""
 
     name = "nextgpu-oss"
+    BUCKET = "ngpu"
+    ACCESS_KEY_ID = "LTAI5tNextGPUFakeKey"
 
-    def __init__(self, **kw: Any):
+    def __init__(self, *, now: Callable[[], float] = time.time, **kw: Any):
         self.files: dict[str, bytes] = {}
-        self.expired = False
+        self.expired = False  # every file gone (retention over): 404 NoSuchKey
+        self.signed = False
+        self.url_ttl_s = 3600
+        self._now = now
+        self._secret = secrets.token_bytes(20)
+        self._issued = 0  # the latest Expires handed out
+        self._cutoff = 0  # URLs expiring at or before this have expired
+        self._expire_on_next_get = False
         super().__init__(**kw)
+
+    def _signature(self, key: str, expires: int) -> str:
+        to_sign = f"GET\n\n\n{expires}\n/{self.BUCKET}/{key}"
+        return base64.b64encode(hmac.new(self._secret, to_sign.encode(), hashlib.sha1).digest()).decode()
+
+    def url_for(self, key: str, now: float) -> str:
+        if not self.signed:
+            return f"{self.url}/{key}"
+        expires = max(int(now) + self.url_ttl_s, self._cutoff + 1)
+        self._issued = max(self._issued, expires)
+        query = urlencode({"Expires": expires, "OSSAccessKeyId": self.ACCESS_KEY_ID,
+                           "Signature": self._signature(key, expires)})
+        return f"{self.url}/{quote(key)}?{query}"
+
+    def expire_all(self) -> None:
+        """Every URL handed out so far — and until the next file request — has expired: the client's
+        links are stale by the time it uses them; a fresh answer of the service gives working ones."""
+        self._cutoff = self._issued
+        self._expire_on_next_get = True
 
     def setup_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/{key:.+}", self.get_file, name="file")
 
     async def get_file(self, request: web.Request) -> web.Response:
+        if self._expire_on_next_get:
+            self._expire_on_next_get, self._cutoff = False, max(self._cutoff, self._issued)
         key = request.match_info["key"]
         data = self.files.get(key)
         if data is None or self.expired:
-            xml = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>NoSuchKey</Code>"
-                   "<Message>The specified key does not exist.</Message></Error>")
-            return web.Response(status=404, text=xml, content_type="application/xml")
+            return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
+        if self.signed:
+            q = request.query
+            expires = q.get("Expires", "")
+            if not expires.isdigit() or q.get("OSSAccessKeyId") != self.ACCESS_KEY_ID or \
+                    not hmac.compare_digest(q.get("Signature", ""), self._signature(key, int(expires))):
+                return _oss_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match "
+                                                                "the signature you provided.")
+            if int(expires) <= self._cutoff or int(expires) < self._now():
+                return _oss_error(403, "AccessDenied", "Request has expired.")
         return web.Response(body=data, content_type="image/png")
+
+
+def _oss_error(status: int, code: str, message: str) -> web.Response:
+    xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\n  <Code>{code}</Code>\n  <Message>{message}"
+           f"</Message>\n  <RequestId>{uuid.uuid4().hex[:24].upper()}</RequestId>\n  "
+           f"<HostId>{_OssHost.BUCKET}.oss-accelerate.aliyuncs.com</HostId>\n</Error>\n")
+    return web.Response(status=status, text=xml, content_type="application/xml")
 
 
 class FakeNextGPU(FakeServer):
@@ -199,7 +256,7 @@ class FakeNextGPU(FakeServer):
         self._last_file = ""
         self._rng = random.Random(7622)
         super().__init__(clock=clock, port=port)
-        self.oss = _OssHost(clock=self.clock)
+        self.oss = _OssHost(clock=self.clock, now=lambda: self.now().timestamp())
 
     # ------------------------------------------------------------------ knobs
     @property
@@ -381,7 +438,7 @@ class FakeNextGPU(FakeServer):
                     "input": "", "state": 0, "billMode": False, "duration": 0, "subNum": 0,
                     "workspaceID": "", "generatedData": "", "startTime": "", "delete": False,
                     "request": "", "subTasks": None}
-        subs = [s for s in t.subs if not (t.knobs.hide_subtasks and len(s.urls) != 1)]
+        subs = [s for s in t.subs if not (t.knobs.hide_subtasks and len(s.keys) != 1)]
         completion_tz = UTC if t.failed_last else CST
         return {
             "taskID": t.task_id, "session": t.session, "publishTime": db_time(t.publish_time, UTC),
@@ -399,7 +456,7 @@ class FakeNextGPU(FakeServer):
             "endTime": db_time(s.end, CST), "estimateTime": s.estimate_ms,
             "input": go_json(s.graph, sort=True), "systemUUID": s.system_uuid, "state": s.db_state,
             "output": s.output, "workspaceID": s.task.app.workspace,
-            "publishTime": db_time(s.publish_time, CST), "urls": "\n".join(s.urls),
+            "publishTime": db_time(s.publish_time, CST), "urls": "\n".join(self._urls(s.keys)),
             "ossDuration": "\n".join(s.oss_durations),
             "ossSize": s.oss_sizes[0] if len(s.oss_sizes) == 1 else 0,
             "inferenceDuration": s.inference_ms, "createTime": db_time(s.create_time, UTC),
@@ -443,7 +500,7 @@ class FakeNextGPU(FakeServer):
         msg["tasks"] = [{"subID": s.sub_id, "status": s.status, "initWaitCount": s.init_wait,
                          "spareWaitCount": self._spare(s), "publishTime": ws_time(t.publish_time),
                          "startTime": ws_time(s.start), "estimateMs": s.estimate_ms, "endTime": ws_time(s.end),
-                         "ossUrls": s.oss_urls} for s in t.subs]
+                         "ossUrls": None if s.oss_keys is None else self._urls(s.oss_keys)} for s in t.subs]
         return msg
 
     async def _send(self, sess: Session, conn: Conn, msg: dict) -> None:
@@ -559,7 +616,7 @@ class FakeNextGPU(FakeServer):
             return await self._fail(sub, t.knobs.failure_reason, "ImageGenerateFailed")
         files = self._render(t, sub, fetched)
         if sub.attempts <= t.knobs.fail_attempts + t.knobs.reject_results:
-            sub.urls = [self._upload(t, f) for f in files]  # SRC writes urls, then rejects the result
+            sub.keys = [self._upload(t, f) for f in files]  # SRC writes urls, then rejects the result
             return await self._fail(sub, FAILURE_MEASUREMENT, "ImageGenerateSuccess")
         await self._succeed(sub, files)
 
@@ -577,13 +634,17 @@ class FakeNextGPU(FakeServer):
     def _upload(self, t: Task, data: bytes) -> str:
         key = f"{t.image_path.strip('/')}/{self._new_file_name()}.png".lstrip("/")
         self.oss.files[key] = data
-        return f"{self.oss.url}/{key}"
+        return key
+
+    def _urls(self, keys: list) -> list:
+        """The URLs of OSS objects as an answer hands them out now (fresh signatures when signed)."""
+        return [self.oss.url_for(k, self.now().timestamp()) for k in keys]
 
     async def _succeed(self, sub: Sub, files: list[bytes]) -> None:
         t = sub.task
         end = self.now()
-        sub.urls = [self._upload(t, f) for f in files]
-        sub.oss_urls = list(sub.urls)
+        sub.keys = [self._upload(t, f) for f in files]
+        sub.oss_keys = list(sub.keys)
         sub.oss_durations = [str(120 + 7 * i) for i in range(len(files))]
         sub.oss_sizes = [len(f) for f in files]
         sub.inference_ms = max(1, int((end - sub.start).total_seconds() * 1000)) if sub.start else 1

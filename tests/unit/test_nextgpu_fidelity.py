@@ -369,3 +369,38 @@ async def test_result_files_on_their_own_host(fake, client):
     fake.expire_files = True
     async with client.get(url) as r:
         assert r.status == 404 and "NoSuchKey" in await r.text()
+
+
+async def test_signed_result_urls_expire_and_a_fresh_answer_gives_working_ones(fake, client):
+    """INFERRED private-bucket mode: every answer hands out a fresh OSS V1 presigned URL."""
+    fake.oss.signed = True
+    req = {"userName": "fxh7622", "title": "Image generation", "taskID": "nextGPUsigned", "imagePath": "2025/08",
+           "data": {"parameters": {"promptText": "signed"}}}
+    _, _, pub = await post(client, fake.url + "/session/publish", req)
+    async with client.ws_connect(pub["connect"]) as ws:
+        msgs = [json.loads(m.data) async for m in ws]
+    (ws_url,) = msgs[-1]["tasks"][0]["ossUrls"]
+    _, _, got = await post(client, fake.url + "/backend/getTask", {"taskID": "nextGPUsigned"})
+    url = got["task"]["subTasks"][0]["urls"]
+    path, _, query = url.partition("?")
+    assert re.fullmatch(re.escape(fake.oss.url) + r"/2025/08/\d{20}\.png", path) and ws_url.startswith(path + "?")
+    assert [k.split("=")[0] for k in query.split("&")] == ["Expires", "OSSAccessKeyId", "Signature"]
+    async with client.get(url) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "image/png"
+    async with client.get(url.replace("Signature=", "Signature=x")) as r:
+        assert r.status == 403 and "<Code>SignatureDoesNotMatch</Code>" in await r.text()
+    fake.oss.url_ttl_s = 0  # a URL past its Expires time
+    _, _, now = await post(client, fake.url + "/backend/getTask", {"taskID": "nextGPUsigned"})
+    async with client.get(now["task"]["subTasks"][0]["urls"]) as r:
+        assert r.status == 403 and "Request has expired." in await r.text()
+    fake.oss.url_ttl_s = 3600
+    fake.oss.expire_all()
+    for stale in (url, ws_url):
+        async with client.get(stale) as r:
+            body = await r.text()
+            assert r.status == 403 and "<Code>AccessDenied</Code>" in body and "Request has expired." in body
+    _, _, again = await post(client, fake.url + "/backend/getTask", {"taskID": "nextGPUsigned"})
+    fresh = again["task"]["subTasks"][0]["urls"]
+    assert fresh != url and fresh.startswith(path + "?")
+    async with client.get(fresh) as r:
+        assert r.status == 200
