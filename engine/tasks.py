@@ -73,8 +73,11 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         self._thread = threading.Thread(target=self._run_loop, name="comfyui_remote_engine", daemon=True)
         self._thread.start()
         self._started.wait(10)
-        if reattach:
-            self.call(self.reattach())
+        if reattach:  # registers every unfinished task (quick); following them goes on in the background
+            try:
+                self.call(self.reattach()).result(30)
+            except Exception:
+                log.exception("re-attaching unfinished tasks failed")
         return self
 
     def _run_loop(self) -> None:

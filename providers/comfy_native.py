@@ -39,6 +39,7 @@ class Followed:
         self.progress = ComfyProgress(classes, prompt_id=pid)
         self.whole = True  # the socket was up since this prompt was followed (no frame can be missing)
         self.checked = 0.0  # monotonic time of the last HTTP look
+        self.confirmed = False  # that look saw it running (frames alone are trusted only then)
         self.listeners: list[asyncio.Queue] = []
 
     def notify(self) -> None:
@@ -160,27 +161,28 @@ class ComfyServer:
         f = self.follow(pid)
         prog = f.progress
         now = time.monotonic()
-        trusted = (self.connected.is_set() and f.whole and prog.running and prog.ended is None
+        trusted = (self.connected.is_set() and f.whole and f.confirmed and prog.running and prog.ended is None
                    and now - f.checked < TRUST_FRAMES_S)
         if trusted:
             return "frames", prog.update()
-        f.checked = now
-        if prog.ended is None:
-            running, pending = await self.queue(max_age=interval)
-            if pid in running:
-                prog.running = True
-                return "running", prog.update()
-            if pid in pending:
-                if not prog.classes and pid in self.graphs:
-                    prog.classes = self.graphs[pid]
-                i = pending.index(pid)
-                return "queued", TaskUpdate(State.QUEUED, queue_position=len(running) + i,
-                                            queue_length=len(running) + len(pending), raw_state="pending")
+        f.checked, f.confirmed = now, False
+        if prog.ended is not None:  # the frames say it ended: its history is what we want
+            entry = await self.history(pid)
+            if entry is not None:
+                return "history", entry
+        running, pending = await self.queue(max_age=interval if prog.ended is None else 0)
+        if pid in running:  # (also between the end frames and the history write)
+            prog.running = f.confirmed = True
+            return "running", prog.update()
+        if pid in pending:
+            if not prog.classes and pid in self.graphs:
+                prog.classes = self.graphs[pid]
+            i = pending.index(pid)
+            return "queued", TaskUpdate(State.QUEUED, queue_position=len(running) + i,
+                                        queue_length=len(running) + len(pending), raw_state="pending")
         entry = await self.history(pid)
         if entry is not None:
             return "history", entry
-        if prog.ended is not None:  # the frames say it ended but history has no entry yet
-            return "running", prog.update()
         return "gone", None
 
     async def updates(self, pid: str) -> AsyncIterator[TaskUpdate]:

@@ -1,6 +1,8 @@
-"""The TaskManager through its public methods, on the sandbox provider (a real fake ComfyUI
-server on loopback): concurrency slots, pay-once reuse across restarts, cancel before submit,
-re-attach, timeouts of nodes are left to the e2e suite."""
+"""The TaskManager through its public methods, on the sandbox provider and the ComfyUI fake
+(real servers on loopback): concurrency slots, pay-once reuse (across restarts, and joining a task
+still on its way), the submit deadline, cancel before submit, re-attach, and the watch rules —
+a failing look never ends a task, "gone" only after a confirmation window, the landing window of
+an ambiguous create. Waits are on the engine's own events, never on sleep."""
 from __future__ import annotations
 
 import asyncio
@@ -10,16 +12,44 @@ import numpy as np
 import pytest
 
 from comfyui_remote.engine import media
+from comfyui_remote.engine.rules import RetryPolicy
 from comfyui_remote.engine.tasks import TaskManager
-from comfyui_remote.engine.transfer import RetryPolicy
-from comfyui_remote.providers.base import ConfigError, Override, RejectedInput
+from comfyui_remote.providers.base import ConfigError, Override, RejectedInput, RemoteError
 from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
 
 SLOW = [Override("2.steps", "int", 4), Override("2.step_seconds", "float", 0.05)]
 
 
-def manager(home: Path, out: Path) -> TaskManager:
-    return TaskManager(home, out, policy=RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05))
+POLICY = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05, request_timeout_s=1.0, landing_s=4.0, gone_confirm_s=0.5,
+                     status_backoff_cap_s=0.2)
+WF = Path(__file__).resolve().parents[2] / "providers" / "sandbox_workflows"
+
+
+def manager(home: Path, out: Path, policy: RetryPolicy = POLICY) -> TaskManager:
+    return TaskManager(home, out, policy=policy)
+
+
+async def until(m: TaskManager, pred, what: str, timeout: float = 30.0):
+    """Re-check ``pred()`` on every task event of ``m`` (and each second) until it is true."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+    unsubscribe = m.events.subscribe(lambda _t: loop.call_soon_threadsafe(changed.set))
+    try:
+        async def check():
+            while True:
+                changed.clear()
+                value = pred()
+                if value:
+                    return value
+                try:
+                    await asyncio.wait_for(changed.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+        return await asyncio.wait_for(check(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+    finally:
+        unsubscribe()
 
 
 @pytest.fixture
@@ -50,8 +80,13 @@ async def run(m: TaskManager, coro, timeout: float = 60):
     return await asyncio.wait_for(asyncio.wrap_future(m.call(coro)), timeout)
 
 
+_SEEN: list = []  # strong references: a server collected between two counts must not lower them
+
+
 def created() -> int:
-    return sum(len(f.created) for f in list(FakeComfyUI.LIVE))
+    """Prompts created on every sandbox/fake server seen so far (each one would be paid)."""
+    _SEEN.extend(f for f in list(FakeComfyUI.LIVE) if f not in _SEEN)
+    return sum(len(f.created) for f in _SEEN)
 
 
 async def test_slots_are_released_so_a_max_concurrent_1_profile_runs_many_tasks(started):
@@ -66,14 +101,12 @@ async def test_max_concurrent_queues_locally_and_says_so(started):
     m = started()
     a = await run(m, m.submit("one", "slow.json", [Override("2.steps", "int", 20), SLOW[1]], reuse=False))
     fut = asyncio.ensure_future(run(m, m.submit("one", "slow.json", SLOW, reuse=False)))
-    for _ in range(100):
+
+    def waiting():
         rows, _ = m.list_tasks("active", 10, None)
-        waiting = [r for r in rows if r["id"] != a and r["state"] == "submitting"]
-        if waiting and "free slot" in (waiting[0]["message"] or ""):
-            break
-        await asyncio.sleep(0.02)
-    else:
-        pytest.fail("second task did not report waiting for a slot")
+        return [r for r in rows if r["id"] != a and r["state"] == "submitting" and "free slot" in (r["message"] or "")]
+
+    await until(m, waiting, "the second task to say it waits for a free slot")
     b = await fut
     assert (await run(m, m.wait(b)))["state"] == "succeeded"
     assert (await run(m, m.wait(a)))["state"] == "succeeded"
@@ -114,10 +147,7 @@ async def test_cancel_requested_before_submit_stops_before_paying(started):
     blocker = await run(m, m.submit("one", "slow.json", [Override("2.steps", "int", 40), SLOW[1]], reuse=False))
     before = created()
     fut = asyncio.ensure_future(run(m, m.submit("one", "slow.json", SLOW, reuse=False, task_id="waiting000000001")))
-    for _ in range(200):
-        if m.snapshot("waiting000000001"):
-            break
-        await asyncio.sleep(0.01)
+    await until(m, lambda: m.snapshot("waiting000000001"), "the waiting task to exist")
     await run(m, m.cancel("waiting000000001"))
     tid = await fut  # ends while the blocker still holds the only slot
     snap = await run(m, m.wait(tid))
@@ -157,11 +187,7 @@ async def test_reattach_after_restart_downloads_a_result_that_finished_meanwhile
     assert len(fake.created) == 1
     m2 = manager(home, tmp_path / "out").start(reattach=True)
     try:
-        for _ in range(400):
-            if (m2.snapshot(tid) or {}).get("state") == "succeeded":
-                break
-            await asyncio.sleep(0.05)
-        snap = m2.snapshot(tid)
+        snap = await run(m2, m2.wait(tid))
         assert snap["state"] == "succeeded", snap
         assert len(fake.created) == 1, "re-attaching must never submit again"
         outs = m2.outputs_of(tid)
@@ -184,15 +210,99 @@ async def test_abandoned_task_is_still_followed_and_its_result_saved(home, tmp_p
     m = manager(home, tmp_path / "out").start(reattach=False)
     try:
         tid = await run(m, m.submit("sp", "wf_solid", [Override("prompt", "text", "abandon me")], reuse=False))
-        snap = await run(m, m.cancel(tid, "interrupted in ComfyUI"))
+        await run(m, m.cancel(tid, "interrupted in ComfyUI"))
+        snap = await run(m, m.wait(tid))  # a wait ends when the task is abandoned …
         assert snap["state"] == "abandoned" and "may still run and bill" in snap["message"]
-        for _ in range(200):
-            snap = m.snapshot(tid)
-            if snap["state"] == "succeeded":
-                break
-            await asyncio.sleep(0.05)
-        assert snap["state"] == "succeeded" and snap["outputs"], snap
+        snap = await until(m, lambda: (m.snapshot(tid) or {}).get("state") == "succeeded" and m.snapshot(tid),
+                           "the abandoned task's result")  # … and the engine still fetches the result
+        assert snap["outputs"], snap
         assert Path(m.outputs_of(tid)[0]["path"]).is_file()
     finally:
         await asyncio.to_thread(m.stop)
         await fake.stop()
+
+
+# --------------------------------------------------------------------------- the rules of a paid step
+
+@pytest.fixture
+async def remote(home):
+    fake = FakeComfyUI()
+    await fake.start()
+    with open(home / "profiles.toml", "a") as fh:
+        fh.write(f'[profiles.remote]\nprovider = "comfyui"\nurl = "{fake.url}"\npoll_interval_s = 0.05\n')
+    yield fake
+    await fake.stop()
+
+
+def slow_graph() -> str:
+    return (WF / "slow.json").read_text()
+
+
+async def test_a_create_answered_after_the_client_gave_up_is_found_not_sent_again(started, remote):
+    """The first look finds nothing (the server has not acted yet): that is not trusted until the
+    landing window has passed, so the late task is found and followed — one remote prompt."""
+    m = started()
+    remote.faults.add("prompt", "late", delay=2.0)  # the client gives up after 1 s
+    tid = await run(m, m.submit("remote", slow_graph(), SLOW, reuse=False))
+    snap = await run(m, m.wait(tid))
+    assert snap["state"] == "succeeded", snap
+    assert len(remote.created) == 1 and remote.count("prompt") == 1
+
+
+async def test_a_status_that_stays_unavailable_keeps_the_task_tracked(started, remote):
+    m = started()
+    remote.faults.add("ws", "status", status=503, times=-1)  # no live channel: polls only
+    blocked = remote.faults.add("history", "status", status=403, body={"error": "proxy says no"}, times=-1)
+    remote.faults.add("queue", "status", status=401, times=-1)
+    tid = await run(m, m.submit("remote", slow_graph(), SLOW, reuse=False))
+    snap = await until(m, lambda: "status unavailable since" in ((m.snapshot(tid) or {}).get("message") or "")
+                       and m.snapshot(tid), "the task to say its status is unavailable")
+    assert snap["state"] in ("queued", "running") and snap["error"] is None
+    await until(m, lambda: remote.history, "the remote prompt to finish")
+    blocked.times = 0
+    remote.faults.clear()
+    snap = await run(m, m.wait(tid))
+    assert snap["state"] == "succeeded" and snap["outputs"] and "unavailable" not in (snap["message"] or "")
+    assert len(remote.created) == 1
+
+
+async def test_a_task_the_service_no_longer_knows_fails_only_after_confirmation(started, remote):
+    m = started()
+    tid = await run(m, m.submit("remote", slow_graph(), [Override("2.steps", "int", 400), SLOW[1]], reuse=False))
+    await until(m, lambda: remote.running_ids(), "the remote prompt to run")
+    remote._running.clear()  # the server lost it (a restart that forgot its queue and history)
+    remote._interrupt = True
+    snap = await run(m, m.wait(tid))
+    assert snap["state"] == "failed" and "no longer knows prompt" in snap["error"]
+
+
+async def test_an_identical_task_still_on_its_way_is_joined_not_paid_again(started, remote):
+    m = started()
+    a = await run(m, m.submit("remote", slow_graph(), SLOW))
+    b = await run(m, m.submit("remote", slow_graph(), SLOW))
+    assert a == b and len(remote.created) == 1
+    assert (await run(m, m.wait(b)))["state"] == "succeeded"
+
+
+async def test_the_submit_phase_has_a_deadline_and_nothing_is_paid(started):
+    m = started()
+    blocker = await run(m, m.submit("one", "slow.json", [Override("2.steps", "int", 100), SLOW[1]], reuse=False))
+    before = created()
+    with pytest.raises(RemoteError) as e:
+        await run(m, m.submit("one", "slow.json", SLOW, reuse=False, deadline_s=0.5))
+    assert e.value.kind == "timeout" and "nothing was paid" in str(e.value) and created() == before
+    await run(m, m.cancel(blocker))
+
+
+async def test_uploads_are_cached_only_while_the_service_keeps_them(started, remote):
+    m = started()
+    img = media.encode_image(media.from_uint8(np.full((4, 4, 3), 7, np.uint8))[None])
+    inputs = [Override("10.image", "image", img.data, sha256=img.sha256)]
+    invert = (WF / "invert.json").read_text()
+    await run(m, m.wait(await run(m, m.submit("remote", invert, inputs, reuse=False))))
+    provider = m._providers["remote"]
+    await run(m, m.wait(await run(m, m.submit("remote", invert, inputs, reuse=False))))
+    assert remote.count("view") - 2 == 1  # one existence check: the second task reused the upload
+    provider.upload_ttl_s = 0.0  # the service forgets uploads at once
+    await run(m, m.wait(await run(m, m.submit("remote", invert, inputs, reuse=False))))
+    assert remote.count("view") - 3 == 2  # asked again before the third task
