@@ -68,16 +68,33 @@ class Env:
             text = (await r.read()).decode("utf-8", "replace")
             return r.status, _maybe_json(text), text
 
+    async def until(self, pred, what: str, timeout: float = 30) -> Any:
+        """Re-check ``pred()`` on every task event (and each second) until it is true."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        unsubscribe = self.m.events.subscribe(lambda _t: loop.call_soon_threadsafe(changed.set))
+        try:
+            end = loop.time() + timeout
+            while True:
+                changed.clear()
+                value = pred()
+                if value:
+                    return value
+                if loop.time() > end:
+                    raise AssertionError(f"timed out waiting for {what}")
+                try:
+                    await asyncio.wait_for(changed.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            unsubscribe()
+
     async def wait_state(self, task_id: str, states: tuple[str, ...], timeout: float = 30) -> dict:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            status, task, _ = await self.get(f"/tasks/{task_id}")
-            assert status == 200, task
-            if task["state"] in states:
-                return task
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"task {task_id} stayed {task['state']} ({task['message']}), wanted {states}")
-            await asyncio.sleep(0.05)
+        await self.until(lambda: (self.m.snapshot(task_id) or {}).get("state") in states,
+                         f"task {task_id} to be {states}", timeout)
+        status, task, _ = await self.get(f"/tasks/{task_id}")
+        assert status == 200 and task["state"] in states, task
+        return task
 
     def insert(self, task_id: str, state: str, **fields: Any) -> None:
         self.m.journal.create(task_id, profile="remote", provider="comfyui", workflow="slow.json", state=state,
@@ -227,19 +244,15 @@ async def test_cancel_running_and_queued_tasks_reaches_the_remote(env):
     queued = await env.submit("remote", "slow.json", fast(400, 0.05))  # the fake runs one prompt at a time
     await env.wait_state(running, ("running",))
     t_q = await env.wait_state(queued, ("queued",))
-    status, body, _ = await env.post(f"/tasks/{queued}/cancel")
-    assert status == 200 and body["id"] == queued and body["state"] == "cancelled", body
+    status, body, _ = await env.post(f"/tasks/{queued}/cancel")  # a request: the answer comes at once
+    assert status == 200 and body["id"] == queued and not body["can_cancel"], body
+    assert (await env.wait_state(queued, ("cancelled",)))["state"] == "cancelled"
     assert t_q["remote_id"] in env.fake.deleted  # POST /queue {"delete": [id]}
     status, body, _ = await env.post(f"/tasks/{running}/cancel")
-    assert status == 200 and body["state"] == "cancelled", body
-    r_id = body["remote_id"]
-    assert r_id in env.fake.interrupt_requests  # POST /interrupt {"prompt_id": id}
-    for _ in range(200):
-        if r_id in env.fake.interrupted:
-            break
-        await asyncio.sleep(0.05)
-    assert r_id in env.fake.interrupted
+    assert status == 200 and body["id"] == running, body
     assert (await env.wait_state(running, ("cancelled",)))["state"] == "cancelled"
+    r_id = body["remote_id"]
+    assert r_id in env.fake.interrupt_requests and r_id in env.fake.interrupted  # POST /interrupt {"prompt_id": id}
     # cancelling a finished task again is harmless and changes nothing
     status, body, _ = await env.post(f"/tasks/{running}/cancel")
     assert status == 200 and body["state"] == "cancelled"
@@ -258,11 +271,7 @@ async def test_recover_fetches_missing_results_again(env):
     # the journal still says "saved": Recover must notice the file is gone and fetch it again
     status, body, _ = await env.post(f"/tasks/{tid}/recover")
     assert status == 200 and body["id"] == tid, body
-    await env.wait_state(tid, ("succeeded",))
-    for _ in range(200):
-        if path.is_file() and env.m.snapshot(tid)["outputs_state"] == "saved":
-            break
-        await asyncio.sleep(0.05)
+    await env.until(lambda: path.is_file() and env.m.snapshot(tid)["outputs_state"] == "saved", "the file again")
     status, _, _ = await env.get(f"/tasks/{tid}/outputs/0")
     assert status == 200 and path.read_bytes() == data
     # a failed download (outputs_state "missing" with the file gone) is fetched again as well
@@ -270,10 +279,7 @@ async def test_recover_fetches_missing_results_again(env):
     env.m.journal.update(tid, outputs_state="missing")
     status, body, _ = await env.post(f"/tasks/{tid}/recover")
     assert status == 200 and body["id"] == tid, body
-    for _ in range(200):
-        if path.is_file() and env.m.snapshot(tid)["outputs_state"] == "saved":
-            break
-        await asyncio.sleep(0.05)
+    await env.until(lambda: path.is_file() and env.m.snapshot(tid)["outputs_state"] == "saved", "the file again")
     assert path.read_bytes() == data
 
 
