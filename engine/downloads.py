@@ -49,6 +49,7 @@ class DownloadsMixin:
                          pending_outputs=[o.to_json() for o in uniq])
         await self._downloads_allowed_private(live.provider)
         saved, problems = await self._fetch_outputs(live, uniq)
+        live.downloading = False
         await self._db(self.journal.set_outputs, live.row["id"], saved)
         done = f"finished with {len(saved)} output(s)" + (f" ({note})" if note else "")
         if problems:
@@ -114,8 +115,8 @@ class DownloadsMixin:
             if now - last_note[0] >= PROGRESS_EVERY_S:
                 last_note[0] = now
                 of = f" of {total / 1e6:.1f}" if total else ""
-                self._spawn(self._save(live, message=f"downloading result {index + 1} of {count}: "
-                                                     f"{size / 1e6:.1f}{of} MB"))
+                self._spawn(self._download_note(live, f"downloading result {index + 1} of {count}: "
+                                                      f"{size / 1e6:.1f}{of} MB"))
 
         while True:
             try:
@@ -142,6 +143,10 @@ class DownloadsMixin:
             dest = dest.with_name(dest.name + DOWNLOAD_EXT[mime])
         await asyncio.to_thread(replace, part, dest)
         return dest, got.size, mime
+
+    async def _download_note(self, live: Live, message: str) -> None:
+        # a note that comes in after the end must not replace the last word
+        await self._save(live, message=message, when=lambda: live.downloading)
 
     async def _fresh_output(self, live: Live, o: Output, n: int, why: RemoteError) -> Output:
         """The same output with a fresh URL, from the provider's current answer."""

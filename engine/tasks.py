@@ -62,6 +62,7 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         self._started = threading.Event()
         self._background: set[asyncio.Task] = set()
         self._early_cancels: set[str] = set()
+        self._save_locks: dict[str, asyncio.Lock] = {}
 
     # ================================================================ lifecycle
     def start(self, reattach: bool = True) -> "TaskManager":
@@ -167,21 +168,29 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         row = self.journal.get(task_id)
         return task_json(row, self.journal.outputs(task_id)) if row else None
 
-    async def _save(self, live_or_id: Any, **fields: Any) -> dict:
-        """Write fields to the journal, refresh the snapshot, publish an event."""
+    async def _save(self, live_or_id: Any, *, when: Optional[Callable[[], bool]] = None, **fields: Any) -> dict:
+        """Write fields to the journal, refresh the snapshot, publish an event. Saves of one task
+        run one after the other, so a snapshot read before a later write never replaces it;
+        ``when`` (checked in turn) skips a save that no longer applies."""
         task_id = live_or_id.row["id"] if isinstance(live_or_id, Live) else live_or_id
-        if isinstance(live_or_id, Live) and live_or_id.abandoned and fields.get("state") in (
-                State.QUEUED.value, State.RUNNING.value):
-            fields.pop("state")  # an update read before the task was abandoned must not revive it
-        if fields:
-            await self._db(self.journal.update, task_id, **fields)  # type: ignore[union-attr]
-        row = await self._db(self.journal.get, task_id)  # type: ignore[union-attr]
-        outs = await self._db(self.journal.outputs, task_id)  # type: ignore[union-attr]
-        if isinstance(live_or_id, Live):
-            live_or_id.row = row
-        snap = task_json(row, outs)
-        self._snapshots[task_id] = snap
-        self.events.publish(snap)
+        lock = self._save_locks.setdefault(task_id, asyncio.Lock())
+        async with lock:
+            if when is not None and not when():
+                return self._snapshots.get(task_id) or {}
+            if isinstance(live_or_id, Live) and live_or_id.abandoned and fields.get("state") in (
+                    State.QUEUED.value, State.RUNNING.value):
+                fields.pop("state")  # an update read before the task was abandoned must not revive it
+            if fields:
+                await self._db(self.journal.update, task_id, **fields)  # type: ignore[union-attr]
+            row = await self._db(self.journal.get, task_id)  # type: ignore[union-attr]
+            outs = await self._db(self.journal.outputs, task_id)  # type: ignore[union-attr]
+            if isinstance(live_or_id, Live):
+                live_or_id.row = row
+            snap = task_json(row, outs)
+            self._snapshots[task_id] = snap
+            self.events.publish(snap)
+        if task_id not in self._live and not lock.locked():
+            self._save_locks.pop(task_id, None)
         return snap
 
     # ================================================================ finishing

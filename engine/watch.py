@@ -75,6 +75,9 @@ class WatchMixin:
                         await self._save(live, message=None)
                     failures, down_since, gone_since = 0, None, None
                     if upd.state.terminal:
+                        if push is not None:  # nothing live may speak after the end
+                            push.cancel()
+                            await asyncio.gather(push, return_exceptions=True)
                         await self._on_terminal(live, upd)
                         return
                     await self._apply(live, upd)
@@ -138,7 +141,8 @@ class WatchMixin:
         current = live.row
         if all(current.get(k) == v for k, v in fields.items()):
             return
-        await self._save(live, **fields)
+        # an update read before the end (or before the download began) must not reopen the task
+        await self._save(live, when=lambda: live.id in self._live and not live.downloading, **fields)
 
     async def _on_terminal(self, live: Live, upd: TaskUpdate) -> None:
         if upd.state is State.SUCCEEDED:
