@@ -50,8 +50,9 @@ class ContractCase:
     has_auth = True
     # the fake's route names per kind of call; "ws" only where the service has a push channel
     ROUTES: dict[str, str] = {}
-    # fault classes this case cannot play (a real server, not a fake); fakes leave it empty
+    # fault classes this case cannot play (a real server, not a fake) and why; fakes leave it empty
     unplayable: frozenset = frozenset()
+    unplayable_why = ""
 
     def __init__(self) -> None:
         self.fake: Optional[FakeServer] = None
@@ -125,12 +126,13 @@ class ContractCase:
         assert self.fake is not None
         return self.fake
 
-    def can_play(self, fault: str) -> bool:
+    def cannot_play(self, fault: str) -> Optional[str]:
+        """Why this case cannot play ``fault``, or None."""
         if fault in self.unplayable:
-            return False
-        if fault == "ws_drop":
-            return "ws" in self.ROUTES
-        return True
+            return self.unplayable_why or f"{self.provider} case cannot play {fault}"
+        if fault == "ws_drop" and "ws" not in self.ROUTES:
+            return f"{self.provider} has no push channel"
+        return None
 
     def add(self, kind: str, fault: str, **kw: Any) -> Any:
         route = self.ROUTES[kind]

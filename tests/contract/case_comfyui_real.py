@@ -18,7 +18,8 @@ class RealComfyUICase(ComfyWorkflows):
     provider = "comfyui"
     requires = "remote_comfy"  # session fixture giving the running instance
     has_auth = False  # a plain ComfyUI has no authentication
-    unplayable = frozenset(FAULT_CLASSES)  # a real server takes no injected faults: the fake case plays them
+    unplayable = frozenset(FAULT_CLASSES)
+    unplayable_why = "a real ComfyUI takes no injected faults (the comfyui fake case plays them)"
 
     def __init__(self) -> None:
         super().__init__()

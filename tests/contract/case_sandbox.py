@@ -15,6 +15,7 @@ class SandboxCase(ComfyWorkflows):
     # the sandbox is the comfyui provider on the bundled server, started by the provider itself;
     # the comfyui case plays every fault class on the same server and client code
     unplayable = frozenset(FAULT_CLASSES)
+    unplayable_why = "the bundled sandbox server takes no injected faults (the comfyui case plays them on the same server)"
     ROUTES = {"create": "prompt", "poll": "history", "outputs": "history", "cancel": "queue_edit", "file": "view"}
 
     async def start(self) -> None:

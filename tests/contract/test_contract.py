@@ -283,9 +283,9 @@ async def test_cancel_while_results_download_keeps_them(env: Env):
 
 @pytest.mark.parametrize("fault", FAULT_CLASSES)
 async def test_fault_loses_nothing_and_never_pays_twice(env: Env, fault: str):
-    if not env.case.can_play(fault):
-        pytest.skip(f"{env.case.provider} has no {fault.split('_')[0]} channel" if fault == "ws_drop"
-                    else f"{env.case.provider} case cannot play {fault}")
+    why = env.case.cannot_play(fault)
+    if why:
+        pytest.skip(why)
     workflow, overrides, expect = env.case.workflow_single()
     before = env.case.remote_tasks()
     env.case.inject(fault)
