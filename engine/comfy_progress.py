@@ -9,6 +9,8 @@ what the frames claimed, and the engine asks the service itself.
 """
 from __future__ import annotations
 
+import json
+import struct
 import time
 from typing import Any, Optional
 
@@ -131,3 +133,29 @@ class ComfyProgress:
         return TaskUpdate(State.RUNNING, queue_position=None, progress=self.fraction(), node=node,
                           step=self.value if self.max else None, max_steps=self.max or None, eta_s=self.eta_s,
                           raw_state=raw_state)
+
+
+PREVIEW = 1  # ComfyUI binary event: 4-byte image type (1 JPEG, 2 PNG) + image
+PREVIEW_WITH_METADATA = 4  # 4-byte JSON length + {prompt_id, node_id, image_type, …} + image
+IMAGE_TYPES = {1: "image/jpeg", 2: "image/png"}
+FEATURE_FLAGS = {"type": "feature_flags", "data": {"supports_preview_metadata": True}}  # sent first
+
+
+def binary_preview(data: bytes) -> Optional[tuple[Optional[str], str, bytes]]:
+    """(prompt id or None, mime, image bytes) of a ComfyUI binary preview frame; None otherwise."""
+    if len(data) < 8:
+        return None
+    event, word = struct.unpack(">II", data[:8])
+    if event == PREVIEW and word in IMAGE_TYPES:
+        return None, IMAGE_TYPES[word], bytes(data[8:])
+    if event == PREVIEW_WITH_METADATA and 8 + word <= len(data):
+        try:
+            meta = json.loads(data[8:8 + word])
+        except ValueError:
+            return None
+        if not isinstance(meta, dict):
+            return None
+        mime = str(meta.get("image_type") or "image/jpeg")
+        pid = meta.get("prompt_id")
+        return (str(pid) if pid is not None else None), mime, bytes(data[8 + word:])
+    return None

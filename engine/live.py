@@ -51,6 +51,7 @@ class Live:
     abandoned: bool = False  # stopped waiting where the provider cannot cancel; still followed
     downloading: bool = False  # results are being saved: a cancel no longer applies
     holds_slot: bool = False  # a max_concurrent slot of its profile, released when it ends
+    preview: Optional[tuple[int, str, bytes]] = None  # (number, mime, image): the remote's latest preview
 
     @property
     def id(self) -> str:

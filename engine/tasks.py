@@ -240,6 +240,11 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
             raise NotFound(f"unknown task {task_id}", field="task_id")
         return snap
 
+    def preview(self, task_id: str) -> Optional[tuple[int, str, bytes]]:
+        """(number, mime, image) of the latest remote preview of a running task (thread-safe read)."""
+        live = self._live.get(task_id)
+        return live.preview if live is not None else None
+
     def outputs_of(self, task_id: str) -> list[dict]:
         """Saved outputs with their paths (engine-side records; never for routes to echo)."""
         return self.journal.outputs(task_id)  # type: ignore[union-attr]

@@ -125,6 +125,8 @@ class WatchMixin:
                     pass
 
     async def _apply(self, live: Live, upd: TaskUpdate) -> None:
+        if upd.preview is not None:  # kept in memory only: the waiting node shows it
+            live.preview = ((live.preview[0] + 1) if live.preview else 1, upd.preview[0], upd.preview[1])
         fields: dict = {}
         for name in SHOWN_FIELDS:
             value = getattr(upd, name)

@@ -3,6 +3,7 @@ the interrupt-aware wait every waiting node uses."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import comfy.model_management as mm
+from PIL import Image
 import comfy.utils
 import folder_paths
 from server import PromptServer
@@ -142,7 +144,7 @@ async def follow(task_id: str, fut: asyncio.Future, *, node_id: Optional[str], n
     pbar = comfy.utils.ProgressBar(1000, node_id=node_id)
     server = PromptServer.instance
     start = time.monotonic()
-    last_text, last_value = None, -1
+    last_text, last_value, last_preview = None, -1, 0
     while True:
         done, _ = await asyncio.wait({fut}, timeout=POLL_S)
         if done:
@@ -155,8 +157,13 @@ async def follow(task_id: str, fut: asyncio.Future, *, node_id: Optional[str], n
             server.send_progress_text(text, node_id)
             last_text = text
         value = int(1000 * min(1.0, max(0.0, snap.get("progress") or 0.0)))
-        if value != last_value:
-            pbar.update_absolute(value, 1000)  # also raises if ComfyUI was interrupted
+        preview = m.preview(task_id)
+        shown = None
+        if preview is not None and preview[0] != last_preview:
+            last_preview = preview[0]
+            shown = preview_image(preview[1], preview[2])
+        if value != last_value or shown is not None:
+            pbar.update_absolute(value, 1000, shown)  # also raises if ComfyUI was interrupted
             last_value = value
         if timeout_s and elapsed > timeout_s and timeout_error is not None:
             raise timeout_error(elapsed)
@@ -167,6 +174,16 @@ async def follow(task_id: str, fut: asyncio.Future, *, node_id: Optional[str], n
     if snap.get("state") == "succeeded":
         pbar.update_absolute(1000, 1000)
     return result
+
+
+def preview_image(mime: str, data: bytes) -> Optional[tuple]:
+    """The remote's preview as ComfyUI's own progress preview ("JPEG"|"PNG", PIL image, max size)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except Exception:
+        return None
+    return ("PNG" if mime == "image/png" else "JPEG", img.convert("RGB"), 512)
 
 
 def stop_waiting(task_id: str, owner: Optional[str], e: BaseException, *, cancel_on_interrupt: bool) -> None:

@@ -232,6 +232,7 @@ class TaskUpdate:
     raw_state: Optional[str] = None  # the service's own state name/code, for the panel
     error: Optional["RemoteError"] = None  # set on FAILED
     outputs: Optional[list[Output]] = None  # set on SUCCEEDED when the push carried them
+    preview: Optional[tuple[str, bytes]] = None  # (mime, image bytes): the remote's latest preview
 
 
 

@@ -15,7 +15,7 @@ import time
 from typing import Any, AsyncIterator, Optional
 from urllib.parse import quote
 
-from ..engine.comfy_progress import ComfyProgress
+from ..engine.comfy_progress import FEATURE_FLAGS, ComfyProgress, binary_preview
 from ..engine.websocket import Frame, SocketPolicy, frames
 from .base import State, TaskUpdate
 from .errors import ProtocolError
@@ -41,6 +41,7 @@ class Followed:
         self.checked = 0.0  # monotonic time of the last HTTP look
         self.confirmed = False  # that look saw it running (frames alone are trusted only then)
         self.listeners: list[asyncio.Queue] = []
+        self.preview: Optional[tuple[str, bytes]] = None  # the latest, not yet handed to a listener
 
     def notify(self) -> None:
         for q in self.listeners:
@@ -87,7 +88,7 @@ class ComfyServer:
     async def _run_socket(self) -> None:
         base = await self.p.base()
         stream = frames(self.p.http, ws_url(base, self.client_id), headers=self.p.auth_headers(),
-                        policy=SocketPolicy(reconnects=None, backoff_cap_s=2.0))
+                        policy=SocketPolicy(reconnects=None, backoff_cap_s=2.0), first=FEATURE_FLAGS)
         idle_since: Optional[float] = None
         try:
             async for fr in stream:
@@ -116,8 +117,11 @@ class ComfyServer:
                 f.whole = False
                 f.notify()
             return
+        if fr.kind == "binary":
+            self._on_preview(fr.data)
+            return
         if fr.kind != "json" or not isinstance(fr.data, dict):
-            return  # binary frames: previews and progress text
+            return
         data = fr.data.get("data") if isinstance(fr.data.get("data"), dict) else {}
         pid = data.get("prompt_id")
         if pid is None:
@@ -128,6 +132,19 @@ class ComfyServer:
             return
         f = self.followed.get(str(pid))
         if f is not None and f.progress.feed(fr.data):
+            f.notify()
+
+    def _on_preview(self, data: bytes) -> None:
+        got = binary_preview(data)
+        if got is None:
+            return  # progress text and other binary events
+        pid, mime, image = got
+        if pid is None:  # an old server: the preview belongs to the prompt that runs
+            running = [k for k, f in self.followed.items() if f.progress.running and f.progress.ended is None]
+            pid = running[-1] if len(running) == 1 else None
+        f = self.followed.get(pid) if pid is not None else None
+        if f is not None:
+            f.preview = (mime, image)
             f.notify()
 
     # ------------------------------------------------------------------ shared HTTP looks
@@ -197,7 +214,9 @@ class ComfyServer:
                 if prog.ended is not None:
                     yield TaskUpdate(State.SUCCEEDED if prog.ended == "success" else State.FAILED, raw_state=prog.ended)
                 elif prog.running:
-                    yield prog.update("running (live)")
+                    upd = prog.update("running (live)")
+                    upd.preview, f.preview = f.preview, None
+                    yield upd
         finally:
             if q in f.listeners:
                 f.listeners.remove(q)

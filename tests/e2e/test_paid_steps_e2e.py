@@ -5,6 +5,7 @@ node. The remote is the fleet's ComfyUI fake (profile ``faulty``), whose faults 
 from __future__ import annotations
 
 import asyncio
+import struct
 
 import pytest
 
@@ -102,3 +103,16 @@ async def test_the_submit_phase_shows_on_the_node(local, fleet):
         texts = progress_texts(c.messages, "1") + progress_texts(c.messages, "3")
     assert hist["status"]["status_str"] == "success", hist["status"]
     assert any("submitting" in t and "free slot" in t for t in texts), texts
+
+
+async def test_the_waiting_node_shows_the_remote_preview(local, fleet):
+    fleet.comfy.preview_frames = True  # the remote sends a preview with each step, as a sampler does
+    try:
+        async with harness.Client(local.url) as c:
+            hist = await c.wait_done(await c.queue(run_node("1", 8, 0.1, reuse=False)))
+            previews = [m for m in c.messages if m.get("type") == "binary"
+                        and struct.unpack(">I", m["data"][:4])[0] in (1, 4)]
+    finally:
+        fleet.comfy.preview_frames = False
+    assert hist["status"]["status_str"] == "success", hist["status"]
+    assert previews, "the local ComfyUI showed no preview for the waiting node"

@@ -465,3 +465,15 @@ async def test_sandbox_starts_its_own_fake(tmp_path):
         await p.close()
         await http.close()
     assert p.fake is None
+
+
+async def test_remote_previews_come_with_the_live_updates(make, fake):
+    fake.preview_frames = True
+    p = await make()
+    ref = await drive.submit(p, SubmitSpec(slow(steps=6, step_seconds=0.03)))
+    live: list = []
+    await drive.until_end(p, ref, live=live)
+    previews = [u.preview for u in live if u.preview is not None]
+    assert previews and previews[0][0] == "image/png"
+    img = Image.open(io.BytesIO(previews[-1][1]))
+    assert img.size == (64, 64)
