@@ -82,6 +82,7 @@ class CancelMixin:
                 raise
             except Exception as e:
                 attempt += 1
+                self._throttled(provider, e)
                 if look_is_fatal(e) or time.monotonic() > deadline:
                     await self._save(live, message=f"the cancel could not be delivered ({describe(e, 120)}); the "
                                                    f"task is still tracked and may still run")

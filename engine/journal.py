@@ -196,6 +196,16 @@ class Journal:
                 "('submitting', 'queued', 'running', 'abandoned') ORDER BY seq DESC LIMIT 1", (reuse_key,)).fetchone()
         return self._row(row) if row else None
 
+    def usual_duration(self, profile: str, workflow: Optional[str]) -> Optional[float]:
+        """Median run time (start to end) of the last ten tasks of this workflow on this profile."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT finished_at - started_at FROM tasks WHERE profile = ? AND workflow IS ? AND state = "
+                "'succeeded' AND reused = 0 AND started_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY seq "
+                "DESC LIMIT 10", (profile, workflow)).fetchall()
+        values = sorted(r[0] for r in rows if r[0] is not None and r[0] >= 0)
+        return values[len(values) // 2] if values else None
+
     def unfinished(self) -> list[dict]:
         """Tasks to re-attach after a restart: not terminal, or finished with results missing."""
         with self._lock:

@@ -52,6 +52,9 @@ class Live:
     downloading: bool = False  # results are being saved: a cancel no longer applies
     holds_slot: bool = False  # a max_concurrent slot of its profile, released when it ends
     preview: Optional[tuple[int, str, bytes]] = None  # (number, mime, image): the remote's latest preview
+    running_since: Optional[float] = None  # monotonic time it was first seen running
+    end_hinted: Optional[float] = None  # monotonic time a live channel said it ended (look fast until confirmed)
+    usual_s: Optional[float] = None  # how long this workflow usually runs on this profile
 
     @property
     def id(self) -> str:

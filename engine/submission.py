@@ -203,6 +203,7 @@ class SubmitMixin:
                     await self._save(live, message="the service never received the submission; sending it again")
                     continue
                 attempt += 1
+                self._throttled(provider, e)
                 if outcome is Create.RESEND and attempt >= self.policy.attempts:
                     raise
                 delay = self.policy.delay(attempt, getattr(e, "retry_after", None))

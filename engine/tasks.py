@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 from ..providers import provider_class
-from ..providers.base import NotFound, Provider, RemoteError, State
+from ..providers.base import NotFound, Provider, RateLimited, RemoteError, State
 from . import redaction
 from .cancelling import CancelMixin
 from .downloads import DownloadsMixin
 from .events import EventHub
 from .journal import Journal
 from .live import Live, new_task_id, task_json  # noqa: F401  (new_task_id is re-exported for nodes)
+from .pacing import Budget
 from .profiles import Profile, Profiles
 from .recovery import RecoveryMixin
 from .rules import RetryPolicy
@@ -138,13 +139,22 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         if p is None or p.profile is not profile:
             self.profiles.validate_provider(profile)
             cls = provider_class(profile.provider)
-            http = Http(provider=profile.provider, profile=profile.name, policy=self.policy, allow_private=None)
+            limit = profile.get("max_rps") if hasattr(profile, "get") else None  # 0 = no limit
+            budget = Budget.for_limit(float(limit) if limit is not None else cls.max_rps)
+            http = Http(provider=profile.provider, profile=profile.name, policy=self.policy, allow_private=None,
+                        budget=budget)
             p = cls(profile, http)
             if hasattr(p, "attach_engine"):
                 p.attach_engine(self)
             self._providers[profile.name] = p
             self._slots.setdefault(profile.name, asyncio.Semaphore(max(1, int(profile.max_concurrent or 1))))
         return p
+
+    @staticmethod
+    def _throttled(provider: Provider, err: BaseException) -> None:
+        """A "too fast" answer to any call slows every call of the profile, not one task."""
+        if isinstance(err, RateLimited):
+            provider.http.budget.slow_down(err.retry_after)
 
     def _provider_for_row(self, row: dict) -> Provider:
         return self.provider(self.profiles.get(row["profile"]))

@@ -31,6 +31,7 @@ import aiohttp
 
 from ..providers.errors import (AnswerLost, ConfigError, NotFound, NotSent, ProtocolError, RejectedInput,
                                 RemoteError, TransientError)
+from .pacing import Budget
 from .redaction import scrub, strip_query
 from .rules import RetryPolicy, status_error
 from .urls import GuardedResolver, check_url
@@ -129,10 +130,12 @@ class Http:
 
     def __init__(self, *, provider: str = "", profile: str = "", policy: RetryPolicy = RetryPolicy(),
                  max_body: int = DEFAULT_MAX_BODY, allow_private: Optional[bool] = True,
-                 sleep: Callable[[float], Any] = asyncio.sleep, timeout_s: Optional[float] = None):
+                 sleep: Callable[[float], Any] = asyncio.sleep, timeout_s: Optional[float] = None,
+                 budget: Optional[Budget] = None):
         self.provider = provider
         self.profile = profile
         self.policy = policy
+        self.budget = budget or Budget(None)  # the profile's request rate, shared by all its tasks
         self.timeout_s = timeout_s if timeout_s is not None else policy.request_timeout_s
         self.max_body = max_body
         self.allow_private = allow_private  # downloads: None = decide from the profile's host first
@@ -219,6 +222,7 @@ class Http:
                 hdrs.setdefault("Content-Type", "application/json")
             payload: Any = body_bytes if body_bytes is not None else (data() if callable(data) else data)
             track = {"sent": False}
+            await self.budget.take()
             self.stats["requests"] += 1
             try:
                 session = await self.session()
@@ -243,6 +247,8 @@ class Http:
                     raise last from None
                 continue
             resp_obj = Response(status, rheaders, body, str(url), method, self.provider, self.profile)
+            if status == 429:
+                self.budget.slow_down(resp_obj.retry_after)
             if attempts > 1 and status in RETRY_STATUSES and (retry_if is None or retry_if(resp_obj)):
                 last = status_error(resp_obj, where, provider=self.provider, profile=self.profile)
                 continue

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from ..providers.base import RemoteError, State, TaskGone, TaskUpdate
 from . import redaction
 from .live import Live
+from .pacing import FAST_S, next_look
 from .redaction import describe
 
 log = redaction.get_logger("comfyui_remote.engine")
@@ -37,6 +38,7 @@ class WatchMixin:
         down_since: Optional[float] = None
         gone_since: Optional[float] = None
         surprised = False
+        live.usual_s = await self._db(self.journal.usual_duration, live.row["profile"], live.row.get("workflow"))
         try:
             while True:
                 if push is None or push.done():
@@ -59,6 +61,7 @@ class WatchMixin:
                         return
                     await self._save(live, message=f"{provider.id} does not know the task right now; checking again")
                 except Exception as e:  # rule 2: no look ends a task
+                    self._throttled(provider, e)
                     failures += 1
                     now = time.monotonic()
                     down_since = down_since or now
@@ -81,6 +84,7 @@ class WatchMixin:
                         await self._on_terminal(live, upd)
                         return
                     await self._apply(live, upd)
+                    delay = self._next_look(live, push is not None and not push.done())
                 try:
                     await asyncio.wait_for(live.wake.wait(), delay)
                 except asyncio.TimeoutError:
@@ -94,6 +98,18 @@ class WatchMixin:
         finally:
             if push is not None and not push.done():
                 push.cancel()
+
+    def _next_look(self, live: Live, push_alive: bool) -> float:
+        now = time.monotonic()
+        if live.end_hinted is not None and now - live.end_hinted < 30.0:
+            return FAST_S  # the live channel said it ended: look quickly until the service confirms
+        row = live.row
+        if row.get("state") == "running" and live.running_since is None:
+            live.running_since = now
+        return next_look(live.provider.poll_interval(), state=str(row.get("state")), progress=row.get("progress"),
+                         eta_s=row.get("eta_s"), queue_position=row.get("queue_position"),
+                         running_for=(now - live.running_since) if live.running_since else None,
+                         usual_s=live.usual_s, push=push_alive and live.provider.capabilities.progress == "push")
 
     def _start_push(self, live: Live) -> Optional[asyncio.Task]:
         try:
@@ -109,6 +125,7 @@ class WatchMixin:
         try:
             async for upd in stream:
                 if upd.state.terminal:
+                    live.end_hinted = time.monotonic()
                     live.wake.set()  # the service may have finished: ask it now
                     continue
                 await self._apply(live, upd)

@@ -244,13 +244,17 @@ class Provider:
     ``http`` is the engine's HTTP client (timeouts, size caps, the transport's retry policy,
     redaction); ``profile`` the resolved :class:`engine.profiles.Profile`; secrets are read with
     ``profile.secret(name)``. ``upload_ttl_s`` is how long the service keeps an upload (the engine
-    re-uploads after that; None = as long as the service has it).
+    re-uploads after that; None = as long as the service has it); ``max_rps`` its request rate.
     """
 
     id: str = ""
     label: str = ""
     capabilities = Capabilities()
     upload_ttl_s: Optional[float] = None
+    # API requests per second the service allows this account (every task and call of the profile
+    # shares it; result downloads do not count). Services that publish none get a considerate 10;
+    # a profile's ``max_rps`` overrides it; None = no limit (your own server).
+    max_rps: Optional[float] = 10.0
 
     def __init__(self, profile: Any, http: "Http"):
         self.profile = profile

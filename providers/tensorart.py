@@ -8,8 +8,8 @@
 - The submission key (uuid4) is the create's ``requestId`` ("ensures request idempotence"; that a
   repeat answers the same job is INFERRED), so ``find`` re-sends the very same create.
 - ``poll`` = ``GET /v1/jobs/{id}`` (TAMS has no push channel); ``cancel`` = ``DELETE /v1/jobs/{id}``.
-- Auth (``Bearer`` or ``TAMS-SHA256-RSA``), pacing to the app's 5 QPS (setting ``qps``, 0 = unpaced)
-  and protojson reading: ``tensorart_wire``. A 429 is RateLimited, for the engine to wait out.
+- Auth (``Bearer`` or ``TAMS-SHA256-RSA``) and protojson reading: ``tensorart_wire``. The app's 5 QPS
+  is ``max_rps``: the engine paces every call of the profile under it; a 429 is RateLimited.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .base import (AmbiguousSubmit, AuthError, CancelResult, Capabilities, Confi
                    NotSupported, Output, Override, Preflight, ProtocolError, Provider, QuotaError, RateLimited,
                    RejectedInput, RemoteError, RemoteFailure, RemoteRef, ServerError, State, SubmitSpec, TaskGone,
                    TaskUpdate, TransientError, apply_overrides, parse_api_graph, parse_target)
-from .tensorart_wire import Credentials, Pacer, as_float, as_int, lines, node_with_status, outputs_of, pj, running_info
+from .tensorart_wire import Credentials, as_float, as_int, lines, node_with_status, outputs_of, pj, running_info
 
 # TAMS job.status → State (TaskUpdate.raw_state keeps the TAMS name); anything else: ProtocolError
 STATES = {
@@ -73,11 +73,10 @@ class TensorArtProvider(Provider):
     capabilities = Capabilities(cancel=True, queue_position=True, progress="poll", uploads=True, cost=True,
                                 idempotent_submit=True, client_chosen_id=False, findable=True, addressing="node")
     upload_ttl_s = 20 * 3600.0  # resource ids are asked to live UPLOAD_EXPIRE_S (about a day)
+    max_rps = 5.0  # "5 QPS per app" (TAMS FAQ); a profile's max_rps overrides it
 
     def __init__(self, profile: Any, http: Any):
         super().__init__(profile, http)
-        qps = as_float(profile.get("qps", 5.0)) if hasattr(profile, "get") else 5.0
-        self._pacer = Pacer(5.0 if qps is None else qps)
         self._templates: dict[str, dict] = {}
 
     def new_submission_key(self) -> str:
@@ -100,7 +99,6 @@ class TensorArtProvider(Provider):
         creds = Credentials(self.profile, self.id)
         url = self._base() + path
         data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        await self._pacer.wait()
         resp = await self.http.request(method, url, data=data, headers=creds.headers(method, path), creates=creates,
                                        retry_if=lambda r: isinstance(self._error(r, what, creds), TransientError))
         if not resp.ok:

@@ -107,22 +107,6 @@ def sign(key: Any, app_id: str, method: str, path: str, body: bytes, *, ts: int 
     return f"TAMS-SHA256-RSA app_id={app_id},nonce_str={nonce},timestamp={stamp},signature={sig}"
 
 
-class Pacer:
-    """Spaces request starts 1/qps apart: each caller reserves the next free slot, then waits for it.
-    Not a retry: a 429 still goes to the engine as RateLimited."""
-
-    def __init__(self, qps: float):
-        self.gap = 1.05 / qps if qps > 0 else 0.0  # a margin over the service's 1 s window
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        if self.gap:
-            now = asyncio.get_running_loop().time()
-            start, self._next = max(now, self._next), max(now, self._next) + self.gap
-            if start > now:
-                await asyncio.sleep(start - now)
-
-
 # --------------------------------------------------------------------------- protojson reading
 
 def pj(d: Any, camel: str, default: Any = None) -> Any:

@@ -32,8 +32,9 @@ class TensorArtCase(ContractCase):
     def profile(self, key: str) -> dict:
         if not key.startswith("WRONG-"):
             self.ta.api_keys.add(key)  # the key the suite means to be right; a WRONG- key gets TAMS's 401
-        # qps 0: no client pacing (the fake enforces no QPS limit unless a test sets qps_limit)
-        return {"provider": "tensorart", "url": self.ta.url, "api_key": key, "poll_interval_s": 0.05, "qps": 0}
+        # max_rps 0: no pacing here (the fake enforces no QPS limit unless a test sets qps_limit; the
+        # 5 QPS budget is tested in tests/unit/test_pacing.py)
+        return {"provider": "tensorart", "url": self.ta.url, "api_key": key, "poll_interval_s": 0.05, "max_rps": 0}
 
     def workflow_single(self):
         text = "contract cat"

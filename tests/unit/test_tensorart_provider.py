@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from comfyui_remote.engine.profiles import Profiles
+from comfyui_remote.engine.pacing import Budget
 from comfyui_remote.engine.transfer import Expired, Http, RetryPolicy
 from comfyui_remote.providers.base import (AnswerLost, AuthError, CancelResult, ConfigError, ContentRejected,
                                            NotFound, NotSupported, Override, ProtocolError, QuotaError, RateLimited,
@@ -62,14 +63,15 @@ async def make(tmp_path):
 
     async def _make(fake, *, key=DEFAULT_API_KEY, qps=0, **extra):
         lines = ["[profiles.ta]", 'provider = "tensorart"', f'url = "{fake.url}"' if fake else "",
-                 "poll_interval_s = 0.02", f"qps = {qps}"]
+                 "poll_interval_s = 0.02"]
         if key is not None:
             lines.append(f'api_key = "{key}"')
         for k, v in extra.items():
             lines.append(f"{k} = {json.dumps(v)}")
         (tmp_path / "profiles.toml").write_text("\n".join(lines) + "\n")
         profile = Profiles(tmp_path).get("ta")
-        http = Http(provider="tensorart", profile="ta", policy=RetryPolicy(attempts=4, base_s=0.01, cap_s=0.05))
+        http = Http(provider="tensorart", profile="ta", policy=RetryPolicy(attempts=4, base_s=0.01, cap_s=0.05),
+                    budget=Budget.for_limit(qps or None))  # the engine's per-profile pacing
         made.append(http)
         return TensorArtProvider(profile, http)
 
@@ -516,7 +518,7 @@ async def test_faults_on_reads_and_uploads_are_absorbed_by_the_transport(fake, m
 
 # ---------------------------------------------------------------------------- rate limit
 
-async def test_pacing_keeps_under_the_5_qps_limit(fake, make):
+async def test_the_engine_budget_keeps_under_the_5_qps_limit(fake, make):
     fake.qps_limit = 5
     fake.queue_s, fake.run_s = 0.3, 0.3
     p = await make(fake, qps=5)

@@ -1,0 +1,98 @@
+"""The engine's pacing: one request budget per profile (never above the service's rate, slowed by
+a "too fast" answer for every task of the profile) and looks that relax in a queue and tighten as a
+task nears its end."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from comfyui_remote.engine.pacing import FAST_S, QUEUED_MAX_S, Budget, next_look
+from comfyui_remote.engine.rules import RetryPolicy
+from comfyui_remote.engine.tasks import TaskManager
+from comfyui_remote.providers.base import Override
+from comfyui_remote.tests.fakes.tensorart import FakeTensorArt
+
+
+def most_in_one_second(stamps: list[float]) -> int:
+    stamps = sorted(stamps)
+    best, j = 0, 0
+    for i, t in enumerate(stamps):
+        while stamps[j] <= t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+async def test_a_budget_never_sends_more_than_its_limit_in_any_second():
+    b = Budget.for_limit(5)
+    stamps: list[float] = []
+
+    async def one():
+        await b.take()
+        stamps.append(time.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(14)))
+    assert most_in_one_second(stamps) <= 5 and len(stamps) == 14
+
+
+async def test_a_too_fast_answer_pauses_and_slows_every_caller():
+    b = Budget.for_limit(20)
+    await b.take()
+    b.slow_down(0.4)
+    t0 = time.monotonic()
+    await b.take()
+    assert time.monotonic() - t0 >= 0.39
+    assert b.rate is not None and b.ceiling is not None and b.rate < b.ceiling
+    rate = b.rate
+    b.slow_down(0.0)  # the same refusal seen twice (transport and provider) cuts the rate once
+    assert b.rate == rate
+
+
+def test_no_limit_means_no_waiting():
+    assert Budget.for_limit(None).rate is None and Budget.for_limit(0).rate is None
+
+
+@pytest.mark.parametrize("kw,expect", [
+    (dict(state="queued", queue_position=1), 1.0),
+    (dict(state="queued", queue_position=40), QUEUED_MAX_S),
+    (dict(state="running"), 1.0),  # nothing known about its end: the profile's interval
+    (dict(state="running", eta_s=0.3), FAST_S),  # about to end: look fast
+    (dict(state="running", eta_s=30.0), 1.0),
+    (dict(state="running", progress=0.9, running_for=9.0), 1.0 / 3),  # ~1 s left by the progress rate
+    (dict(state="running", usual_s=10.0, running_for=9.7), FAST_S),  # as long as it usually takes
+    (dict(state="running", usual_s=10.0, running_for=30.0), 1.0),  # far longer than usual: no guess
+    (dict(state="running", eta_s=3.0, push=True), 3.0),  # a live channel says when it ends
+])
+def test_looks_relax_in_the_queue_and_tighten_near_the_end(kw, expect):
+    assert next_look(1.0, **kw) == pytest.approx(expect)
+
+
+async def test_many_tasks_of_one_profile_stay_inside_the_services_rate(tmp_path):
+    """Twenty TAMS tasks at once, polled every 0.05 s each: the app's 5 QPS is never exceeded
+    (the fake refuses anything faster with 429), and every result arrives."""
+    fake = FakeTensorArt()
+    fake.qps_limit = 5
+    fake.queue_s, fake.run_s = 0.2, 0.5
+    await fake.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "profiles.toml").write_text(f'[profiles.ta]\nprovider = "tensorart"\nurl = "{fake.url}"\n'
+                                        f'api_key = "{fake.credentials().get("TENSORART_API_KEY", "")}"\n'
+                                        'poll_interval_s = 0.05\n')
+    m = TaskManager(home, tmp_path / "out", policy=RetryPolicy(attempts=4, base_s=0.05, cap_s=0.5)).start(reattach=False)
+
+    async def call(coro):
+        return await asyncio.wait_for(asyncio.wrap_future(m.call(coro)), 120)
+
+    try:
+        ids = await asyncio.gather(*(call(m.submit("ta", "700000000000000001", [Override("6.text", "text", f"n{i}")],
+                                                   reuse=False)) for i in range(20)))
+        snaps = await asyncio.gather(*(call(m.wait(t)) for t in ids))
+    finally:
+        await asyncio.to_thread(m.stop)
+        await fake.stop()
+    assert [s["state"] for s in snaps] == ["succeeded"] * 20, [s["message"] for s in snaps]
+    api = [s.t for s in fake.log if s.route != "file"]
+    assert fake.rate_limited == 0 and most_in_one_second(api) <= 5
