@@ -84,7 +84,10 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
         task_id = request.match_info["id"]
         await asyncio.to_thread(task_or_404, task_id)
         m = get_manager()
-        snap = await engine(m.cancel(task_id, "cancelled from the Remote panel"))
+        try:
+            snap = await engine(m.cancel(task_id, "cancelled from the Remote panel"))
+        except RemoteError as e:  # the task vanished meanwhile (a journal reset)
+            return _error(404, str(e))
         return _json(snap)
 
     @routes.post(PREFIX + "/tasks/{id}/recover")
@@ -164,7 +167,7 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
     async def test_profile(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         m = get_manager()
-        if name not in m.profiles.names():
+        if name not in await asyncio.to_thread(m.profiles.names):  # (reads profiles.toml: not on this loop)
             return _error(404, f"no profile named {name!r}")
         ok, message = await engine(m.test_profile(name))
         return _json({"ok": ok, "message": message})
@@ -173,7 +176,11 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
     async def set_key(request: web.Request) -> web.Response:
         name = request.match_info["name"]
         m = get_manager()
-        if name not in m.profiles.names():
+        # JSON only: a page on another site can send a "simple" cross-site request (form or plain
+        # text) to a ComfyUI on the network, but not one with this content type
+        if request.content_type != "application/json":
+            return _error(415, "send the key as JSON (Content-Type: application/json)")
+        if name not in await asyncio.to_thread(m.profiles.names):
             return _error(404, f"no profile named {name!r}")
         body = await _body(request)
         field = body.get("field") or "api_key"
@@ -186,8 +193,9 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
             await asyncio.to_thread(m.profiles.store.set, name, field, value.strip())
         except ConfigError as e:
             return _error(400, str(e))
-        profile = m.profiles.get(name)
-        return _json({"ok": True, "profile": name, "field": field, "configured": profile.configured})
+        profile = await asyncio.to_thread(m.profiles.get, name)
+        configured = await asyncio.to_thread(lambda: profile.configured)
+        return _json({"ok": True, "profile": name, "field": field, "configured": configured})
 
 
 def _inside(path: Path, root: Path) -> Path | None:

@@ -7,8 +7,10 @@
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -17,7 +19,8 @@ from PIL import Image, ImageOps
 
 from ..providers.base import RejectedInput
 
-Image.MAX_IMAGE_PIXELS = 1 << 28  # 268 MP: remote outputs can be large, bombs are not
+# Pillow's own limit on pixels per image is left as ComfyUI's process has it (never raised here):
+# a larger result is a clear error, not a decompression bomb.
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
@@ -90,6 +93,9 @@ def decode_image(data: bytes, *, name: str = "") -> DecodedImage:
     try:
         pil = Image.open(io.BytesIO(data))
         pil.load()
+    except Image.DecompressionBombError as e:
+        raise RejectedInput(f"result {name or 'file'} is too large to decode ({e})", field="result",
+                            hint="fetch it with RemoteFetchFile, or make the remote output smaller") from None
     except Exception as e:  # Pillow raises many types for corrupt input
         raise RejectedInput(f"result {name or 'file'} is not a readable image ({e.__class__.__name__})",
                             field="result") from None
@@ -141,9 +147,17 @@ def image_size_of_file(path: Any) -> Optional[tuple[int, int]]:
 
 
 def thumbnail(path: str, size: int) -> bytes:
-    """A PNG thumbnail of at most ``size`` px on the long side (for the panel)."""
+    """A PNG thumbnail of at most ``size`` px on the long side (for the panel); made once per file
+    version and size (the panel asks on every refresh), decoding JPEGs at a reduced size."""
     size = max(16, min(int(size), 1024))
+    st = os.stat(path)
+    return _thumbnail(path, st.st_mtime_ns, st.st_size, size)
+
+
+@functools.lru_cache(maxsize=256)
+def _thumbnail(path: str, _mtime_ns: int, _bytes: int, size: int) -> bytes:
     with Image.open(path) as pil:
+        pil.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale directly
         pil = ImageOps.exif_transpose(pil) or pil
         pil.thumbnail((size, size))
         if pil.mode not in ("RGB", "RGBA"):

@@ -10,10 +10,12 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
-_MIN_LEN = 4  # shorter values would mask ordinary words
+_MIN_LEN = 4  # from this length a secret is masked wherever it appears
+_MIN_WORD = 2  # shorter secrets (a user name like "bob") are masked where they stand as a word
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+_words: set[str] = set()
 _pattern: re.Pattern | None = None
 
 
@@ -23,17 +25,21 @@ def register(value: Any) -> None:
     if not isinstance(value, str):
         return
     value = value.strip()
-    if len(value) < _MIN_LEN:
+    if len(value) < _MIN_WORD:
         return
     forms = {value, quote(value, safe=""), quote_plus(value)}
     # a PEM key is also masked line by line (a log may show one line)
     forms.update(line for line in value.splitlines() if len(line) >= 16)
+    long = {f for f in forms if len(f) >= _MIN_LEN}
+    short = forms - long
     with _lock:
-        if forms <= _secrets:
+        if long <= _secrets and short <= _words:
             return
-        _secrets.update(forms)
-        ordered = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        _secrets.update(long)
+        _words.update(short)
+        parts = [re.escape(s) for s in sorted(_secrets, key=len, reverse=True)]
+        parts += [rf"(?<![\w]){re.escape(w)}(?![\w])" for w in sorted(_words, key=len, reverse=True)]
+        _pattern = re.compile("|".join(parts))
 
 
 def scrub(text: Any) -> Any:
@@ -49,19 +55,24 @@ def scrub(text: Any) -> Any:
 
 
 def known() -> int:
-    return len(_secrets)
+    return len(_secrets) + len(_words)
+
+
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@?#]*@")
 
 
 def strip_query(url: str) -> str:
-    """A URL for messages: scheme, host and path only (queries often carry keys or signatures)."""
-    base = str(url).split("#", 1)[0]
+    """A URL for messages: scheme, host and path only — no query (it often carries keys or
+    signatures) and no ``user:password@``."""
+    base = _USERINFO.sub(r"\1", str(url).split("#", 1)[0])
     if "?" in base:
         base = base.split("?", 1)[0] + "?…"
     return scrub(base)
 
 
 class RedactingFilter(logging.Filter):
-    """Installed on the extension's logger (and its handlers): scrubs message and arguments."""
+    """Installed on every logger of the extension (``get_logger``): scrubs the message, its
+    arguments and the formatted traceback before any handler sees the record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -70,12 +81,19 @@ class RedactingFilter(logging.Filter):
             msg = str(record.msg)
         record.msg = scrub(msg)
         record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None  # handlers print exc_text, which is scrubbed below
         if record.exc_text:
             record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True
 
 
 def get_logger(name: str = "comfyui_remote") -> logging.Logger:
+    """The extension's logger ``name`` (under ``comfyui_remote``) with the redacting filter. A filter
+    only sees its own logger's records, so every module takes its logger from here."""
     log = logging.getLogger(name)
     if not any(isinstance(f, RedactingFilter) for f in log.filters):
         log.addFilter(RedactingFilter())

@@ -162,6 +162,16 @@ class Override:
     def with_value(self, value: Any) -> "Override":
         return dataclasses.replace(self, value=value)
 
+    def __repr__(self) -> str:  # compact: never megabytes of file bytes in an error report or a log
+        value = self.value
+        if isinstance(value, (bytes, bytearray)):
+            size = f"{self.width}x{self.height} " if self.width and self.height else ""
+            shown = f"<{size}{self.kind} file, {len(value)} bytes, sha256 {(self.sha256 or '?')[:12]}…>"
+        else:
+            text = repr(value)
+            shown = text if len(text) <= 80 else text[:77] + "…"
+        return f"Override({self.target!r}, {self.kind}, {shown})"
+
 
 @dataclass(frozen=True)
 class SubmitSpec:

@@ -11,6 +11,12 @@ from __future__ import annotations
 from typing import Any, Optional
 
 
+def _scrub(text: str) -> str:
+    from ..engine.redaction import scrub  # (engine imports providers: import lazily)
+
+    return scrub(text)
+
+
 class RemoteError(Exception):
     """Base of every error the extension raises."""
 
@@ -30,7 +36,7 @@ class RemoteError(Exception):
         self.remote_node = remote_node
         self.node_class = node_class
         self.retry_after = retry_after
-        super().__init__(detail)
+        super().__init__(_scrub(detail))
 
     def with_context(self, **ctx: str) -> "RemoteError":
         """Fill in context the raiser did not know (provider, profile, node), keep the rest."""
@@ -50,7 +56,7 @@ class RemoteError(Exception):
             cls = f" ({self.node_class})" if self.node_class else ""
             what = f"{what} [remote node {self.remote_node}{cls}]"
         tail = f" — {self.hint}" if self.hint else ""
-        return f"{head}{who}{what}{tail}"
+        return _scrub(f"{head}{who}{what}{tail}")  # the one redaction point sees every message
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "message": str(self), "code": self.code,

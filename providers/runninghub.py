@@ -16,7 +16,6 @@ Answer parsing lives in :mod:`.runninghub_parse`.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any, AsyncIterator, Optional
 
 import aiohttp
@@ -24,12 +23,13 @@ import aiohttp
 from ..engine.comfy_progress import ComfyProgress
 from ..engine.websocket import SocketPolicy, frames
 from . import runninghub_parse as rp
+from ..engine.redaction import get_logger
 from .base import (AuthError, CancelResult, Capabilities, CapacityBusy, ConfigError, ContentRejected, NotFound,
                    NotSupported, Preflight, ProtocolError, Provider, QuotaError, RateLimited, RejectedInput,
                    RemoteError, RemoteRef, ServerError, State, SubmitSpec, TaskGone, TaskUpdate, TransientError,
                    apply_overrides)
 
-log = logging.getLogger("comfyui_remote.runninghub")
+log = get_logger("comfyui_remote.runninghub")
 
 MAX_UPLOAD = 30 * 1024 * 1024  # per file [§3.9, code 809]
 KEY = "check the key ({key}); a key belongs to one site (.cn or .ai)"

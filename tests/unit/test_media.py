@@ -80,3 +80,28 @@ def test_stack_of_different_sizes_names_the_sizes():
 def test_corrupt_file_is_a_clear_error():
     with pytest.raises(RejectedInput, match="not a readable image"):
         media.decode_image(b"not an image", name="x.png")
+
+
+def test_importing_the_pack_leaves_pillows_pixel_limit_alone():
+    from PIL import Image as PILImage
+
+    import comfyui_remote.engine.media  # noqa: F401
+
+    assert PILImage.MAX_IMAGE_PIXELS == int(1024 * 1024 * 1024 // 4 // 3)  # Pillow's default
+
+
+def test_thumbnails_are_made_once_per_file_version(tmp_path):
+    from PIL import Image as PILImage
+
+    from comfyui_remote.engine import media as m
+
+    path = tmp_path / "big.jpg"
+    PILImage.new("RGB", (2048, 1536), (10, 20, 30)).save(path, quality=90)
+    first = m.thumbnail(str(path), 256)
+    hits = m._thumbnail.cache_info().hits
+    assert m.thumbnail(str(path), 256) == first and m._thumbnail.cache_info().hits == hits + 1
+    with PILImage.open(__import__("io").BytesIO(first)) as t:
+        assert max(t.size) == 256
+    PILImage.new("RGB", (64, 48), (200, 0, 0)).save(path)  # a new version of the file is a new thumbnail
+    with PILImage.open(__import__("io").BytesIO(m.thumbnail(str(path), 256))) as t:
+        assert t.size == (64, 48)

@@ -76,3 +76,49 @@ def test_env_mapping_is_used_for_builtin_secrets(tmp_path):
     p = Profiles(tmp_path, env={"RUNNINGHUB_API_KEY": "rh-canary-key-123"})
     assert p.get("runninghub").secret("api_key") == "rh-canary-key-123"
     assert p.get("runninghub").configured
+
+
+def test_short_secrets_are_masked_where_they_stand_as_a_word():
+    redaction.register("zq9")  # a nextGPU user name is a secret, however short
+    assert redaction.scrub("user zq9 refused; zq9x ok") == "user *** refused; zq9x ok"
+
+
+def test_tracebacks_in_logs_are_scrubbed(caplog):
+    secret = "sk-CANARY-traceback-31337"
+    redaction.register(secret)
+    log = redaction.get_logger("comfyui_remote.test.tb")
+    with caplog.at_level(logging.ERROR, logger="comfyui_remote.test.tb"):
+        try:
+            raise ValueError(f"bad answer for {secret}")
+        except ValueError:
+            log.exception("request failed")
+    assert secret not in caplog.text and "ValueError" in caplog.text and "***" in caplog.text
+
+
+def test_every_error_message_passes_the_redaction_point():
+    from comfyui_remote.providers.errors import RemoteError
+
+    secret = "sk-CANARY-error-424242"
+    redaction.register(secret)
+    e = RemoteError(f"the service echoed {secret}", hint=f"key {secret} refused")
+    assert secret not in str(e) and secret not in repr(e) and secret not in str(e.args)
+
+
+def test_urls_in_messages_lose_user_and_password():
+    assert redaction.strip_query("https://ann:s3cret-pw@host:8188/api?x=1") == "https://host:8188/api?…"
+
+
+def test_production_code_takes_its_loggers_from_the_redaction_point():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    offenders = []
+    for path in [root / "routes.py", *(p for d in ("engine", "providers", "nodes", "sandbox")
+                                       for p in (root / d).rglob("*.py"))]:
+        if path.name == "redaction.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "getLogger":
+                offenders.append(str(path.relative_to(root)))
+    assert not offenders, offenders

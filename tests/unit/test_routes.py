@@ -474,9 +474,19 @@ async def test_profile_test_ok_wrong_key_and_unknown(env):
     (json.dumps({"value": "k" * 20000}), {}, "non-empty string"),
 ])
 async def test_set_key_rejects_bad_bodies(env, data, headers, needle):
+    headers = {"Content-Type": "application/json", **headers}
     status, body, text = await env.post("/profiles/rh_new/key", data=data, headers=headers)
     assert status == 400, (status, text)
     assert needle in body["error"], body
+    assert not (env.home / "credentials.json").exists()
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                   None])
+async def test_set_key_takes_json_only_so_a_cross_site_form_cannot_set_a_key(env, ctype):
+    headers = {"Content-Type": ctype} if ctype else {}
+    status, body, _ = await env.post("/profiles/rh_new/key", data=json.dumps({"value": NEW_CANARY}), headers=headers)
+    assert status == 415 and "application/json" in body["error"]
     assert not (env.home / "credentials.json").exists()
 
 

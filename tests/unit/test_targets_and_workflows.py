@@ -63,3 +63,9 @@ def test_apply_overrides_and_missing_node_or_field():
         apply_overrides(g, SubmitSpec("", (Override("9.text", "text", "y"),)))
     with pytest.raises(RejectedInput, match="has no input 'seed'.*text"):
         apply_overrides(g, SubmitSpec("", (Override("1.seed", "int", 1),)))
+
+
+def test_remote_inputs_print_compactly():
+    big = Override("10.image", "image", b"\x89PNG" + bytes(5_000_000), sha256="ab" * 32, width=512, height=512)
+    text = repr((big, Override("6.text", "text", "a cat " * 100)))
+    assert len(text) < 300 and "5000004 bytes" in text and "512x512" in text and "\\x00" not in text
