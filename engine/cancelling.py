@@ -26,6 +26,8 @@ class CancelMixin:
         if live is None:
             snap = self.snapshot(task_id)
             if snap is None:
+                if len(self._early_cancels) > 1000:  # (only meaningful for a submit just starting)
+                    self._early_cancels.clear()
                 self._early_cancels.add(task_id)  # the submit that creates it will stop
                 raise NotFound(f"unknown task {task_id}", field="task_id")
             return snap  # already ended (or only known from the journal): nothing to stop

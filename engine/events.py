@@ -40,6 +40,14 @@ class EventHub:
             loop = asyncio.get_running_loop()
             self._timers[tid] = loop.call_later(wait, self._flush, tid)
 
+    def forget(self, tid: str) -> None:
+        """Drop what is kept about a task that ended long ago (bounded memory)."""
+        for d in (self._last_sent, self._last_state, self._held):
+            d.pop(tid, None)
+        timer = self._timers.pop(tid, None)
+        if timer is not None:
+            timer.cancel()
+
     def _flush(self, tid: str) -> None:
         self._timers.pop(tid, None)
         task = self._held.pop(tid, None)

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     outputs_state TEXT NOT NULL DEFAULT 'none',
     pending_outputs TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    submit_spec TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     started_at REAL,
@@ -76,9 +77,9 @@ CREATE TABLE IF NOT EXISTS outputs (
 TASK_FIELDS = ("remote_id", "profile", "provider", "workflow", "state", "phase", "reused", "reused_from",
                "reuse_key", "submission_key", "queue_position", "queue_length", "progress", "node", "step",
                "max_steps", "eta_s", "message", "cost", "error", "error_kind", "can_cancel", "console_url",
-               "remote_data", "owner", "outputs_state", "pending_outputs", "cancel_requested", "started_at",
-               "finished_at")
-JSON_FIELDS = ("remote_data", "pending_outputs")
+               "remote_data", "owner", "outputs_state", "pending_outputs", "cancel_requested", "submit_spec",
+               "started_at", "finished_at")
+JSON_FIELDS = ("remote_data", "pending_outputs", "submit_spec")
 TEXT_FIELDS = ("message", "error", "workflow", "node")  # scrubbed before they are stored
 OUTPUT_FIELDS = ("kind", "filename", "path", "node", "field", "mime", "width", "height", "size", "sha256", "text")
 
@@ -106,6 +107,8 @@ class Journal:
         have = {r[1] for r in self._db.execute("PRAGMA table_info(tasks)").fetchall()}
         if "cancel_requested" not in have:
             self._db.execute("ALTER TABLE tasks ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
+        if "submit_spec" not in have:
+            self._db.execute("ALTER TABLE tasks ADD COLUMN submit_spec TEXT")
 
     def close(self) -> None:
         with self._lock:

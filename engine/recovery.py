@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..providers.base import NotFound, Output, RejectedInput, RemoteError, RemoteRef, State, SubmitSpec
+from ..providers.base import AmbiguousSubmit, NotFound, Output, RejectedInput, RemoteError, RemoteRef, State
 from . import redaction
 from .live import Live, new_task_id
+from .submission import spec_from_json
 
 log = redaction.get_logger("comfyui_remote.engine")
 
@@ -76,6 +77,7 @@ class RecoveryMixin:
                 live.watcher = self._spawn(self._watch(live))
             return
         if live.ref is None or row.get("phase") in ("prepared", "sending"):
+            self._live[row["id"]] = live  # waiters wait for the look-up's outcome
             self._spawn(self._resolve_unsent(live, row))
             return
         if state.terminal:
@@ -93,28 +95,27 @@ class RecoveryMixin:
         provider = live.provider
         key = row.get("submission_key")
         if row.get("phase") == "prepared" or not key:
-            await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
-                             message="ComfyUI stopped before this task was submitted; nothing was paid")
+            await self._finish(live, State.CANCELLED, message="ComfyUI stopped before this task was submitted; "
+                                                              "nothing was paid")
             return
         await self._save(live, message="ComfyUI stopped while submitting; checking whether the service received the task")
         # the landing window counts from the moment the create was sent (journalled just before)
         sent_at = time.monotonic() - max(0.0, time.time() - float(row.get("updated_at") or time.time()))
-        ref, why = await self._find_with_landing(provider, key, SubmitSpec(workflow="", profile=row["profile"]), sent_at)
+        spec = spec_from_json(row.get("submit_spec"), row["profile"])  # what was sent, for look-ups that compare
+        ref, why = await self._find_with_landing(provider, key, spec, sent_at)
         if ref is not None:
             live.ref = ref
             await self._save(live, remote_id=ref.remote_id, remote_data=ref.data, console_url=ref.console_url,
                              phase="acknowledged", state=State.QUEUED.value, message="re-attached after restart")
-            self._live[row["id"]] = live
             live.watcher = self._spawn(self._watch(live))
             if live.cancel_requested:
                 await self.cancel(row["id"], "cancel requested before the restart", force=True)
             return
         if why is None:  # the service answered: no task under this key
-            await self._save(live, state=State.CANCELLED.value, finished_at=time.time(),
-                             message="ComfyUI stopped while submitting and the service never received the task, "
-                                     "so nothing was paid — queue it again")
+            await self._finish(live, State.CANCELLED, message="ComfyUI stopped while submitting and the service never "
+                                                              "received the task, so nothing was paid — queue it again")
             return
-        await self._save(live, state=State.FAILED.value, finished_at=time.time(), error_kind="ambiguous_submit",
-                         error=f"[{row['provider']}/{row['profile']}] ComfyUI stopped while this task was being "
-                               f"submitted and it is unknown whether it arrived ({why}) — check the provider's console "
-                               f"before queueing again (not resubmitted, so you are not billed twice)")
+        await self._finish(live, State.FAILED, error=provider.error(
+            AmbiguousSubmit, f"ComfyUI stopped while this task was being submitted and it is unknown whether it "
+                             f"arrived ({why})", hint="check the provider's console before queueing again (not "
+                                                      "resubmitted, so you are not billed twice)"))

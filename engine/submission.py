@@ -58,6 +58,7 @@ class SubmitMixin:
                              message="preparing")
         live = Live(row=row, provider=provider, done=asyncio.get_running_loop().create_future())
         live.cancel_requested = task_id in self._early_cancels
+        self._early_cancels.discard(task_id)
         self._live[task_id] = live
         await self._save(live)
         limit = deadline_s or getattr(profile, "timeout_s", None) or DEFAULT_SUBMIT_DEADLINE_S
@@ -124,7 +125,8 @@ class SubmitMixin:
         spec = await self._upload_inputs(live, spec)
         self._check_stop(live, "before submission")
         key = provider.new_submission_key()
-        fields: dict = {"phase": "sending", "submission_key": key, "message": "submitting"}
+        fields: dict = {"phase": "sending", "submission_key": key, "message": "submitting",
+                        "submit_spec": spec_json(spec)}  # what a look-up after a crash re-sends or compares
         if provider.capabilities.client_chosen_id:
             fields["remote_id"] = key
         await self._save(live, **fields)
@@ -156,6 +158,8 @@ class SubmitMixin:
                 e.detail = f"upload for target {o.target} failed: {e.detail}"
                 raise
             self._upload_cache[cache_key] = (value, time.time())
+            while len(self._upload_cache) > 4096:  # bounded: the oldest uploads are forgotten first
+                self._upload_cache.pop(next(iter(self._upload_cache)))
             out.append(o.with_value(value))
         return SubmitSpec(workflow=spec.workflow, overrides=tuple(out), profile=spec.profile, options=spec.options)
 
@@ -281,3 +285,17 @@ class SubmitMixin:
             return task_id
         return None
 
+
+
+def spec_json(spec: SubmitSpec) -> dict:
+    """The submitted spec as journal JSON (uploads already replaced by the service's values)."""
+    return {"workflow": spec.workflow, "profile": spec.profile,
+            "overrides": [[o.target, o.kind, o.value, o.sha256] for o in spec.overrides]}
+
+
+def spec_from_json(data: Any, profile: str) -> SubmitSpec:
+    if not isinstance(data, dict):
+        return SubmitSpec(workflow="", profile=profile)
+    overrides = tuple(Override(str(t), str(k), v, sha256=h) for t, k, v, h in data.get("overrides") or []
+                      if not isinstance(v, (bytes, bytearray)))
+    return SubmitSpec(workflow=str(data.get("workflow") or ""), overrides=overrides, profile=profile)

@@ -16,6 +16,7 @@ Journal order for one task (each step written before the network call it guards)
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import threading
 import time
@@ -40,6 +41,22 @@ from .urls import host_is_private
 from .watch import WatchMixin
 
 log = redaction.get_logger("comfyui_remote.engine")
+
+
+def _fingerprint(profile: Any) -> tuple:
+    """What makes two loads of a profile the same provider (secrets compare as set/unset only:
+    a changed key is read on each call anyway)."""
+    return (getattr(profile, "provider", None), getattr(profile, "url", None),
+            getattr(profile, "max_concurrent", None), getattr(profile, "poll_interval_s", None),
+            repr(sorted((getattr(profile, "settings", None) or {}).items())))
+
+
+async def _close_provider(p: Provider) -> None:
+    try:
+        await p.close()
+        await p.http.close()
+    except Exception:
+        pass
 
 
 class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, RecoveryMixin):
@@ -74,6 +91,7 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         self.journal = Journal(self.home / "journal.sqlite3")
         self._thread = threading.Thread(target=self._run_loop, name="comfyui_remote_engine", daemon=True)
         self._thread.start()
+        atexit.register(self.stop, 5.0)  # when ComfyUI exits: close sockets, flush and close the journal
         self._started.wait(10)
         if reattach:  # registers every unfinished task (quick); following them goes on in the background
             try:
@@ -89,8 +107,9 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         self.loop.run_forever()
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.loop is None:
+        if self.loop is None or self._thread is None:
             return
+        atexit.unregister(self.stop)
         fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop)
         try:
             fut.result(timeout)
@@ -135,8 +154,15 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
 
     # ================================================================ providers
     def provider(self, profile: Profile) -> Provider:
+        """The provider of a profile, kept while the profile's settings stay the same (a reloaded
+        profiles.toml that changed nothing for it keeps its sessions and sockets); a changed
+        profile gets a new provider and the old one is closed."""
         p = self._providers.get(profile.name)
+        if p is not None and p.profile is not profile and _fingerprint(p.profile) == _fingerprint(profile):
+            p.profile = profile  # same settings: keep the sessions, take the fresh object
         if p is None or p.profile is not profile:
+            if p is not None:
+                self._spawn(_close_provider(p))
             self.profiles.validate_provider(profile)
             cls = provider_class(profile.provider)
             limit = profile.get("max_rps") if hasattr(profile, "get") else None  # 0 = no limit
@@ -158,6 +184,13 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
 
     def _provider_for_row(self, row: dict) -> Provider:
         return self.provider(self.profiles.get(row["profile"]))
+
+    def _forget_finished(self) -> None:
+        """Keep the in-memory copies small: finished tasks are read from the journal again."""
+        if len(self._snapshots) > 2000:
+            for tid in [t for t in self._snapshots if t not in self._live][: len(self._snapshots) - 1000]:
+                self._snapshots.pop(tid, None)
+                self.events.forget(tid)
 
     async def _downloads_allowed_private(self, provider: Provider) -> None:
         """Decide once per provider whether result links may point at private addresses: only
@@ -233,6 +266,7 @@ class TaskManager(SubmitMixin, WatchMixin, CancelMixin, DownloadsMixin, Recovery
         if live.canceller is not None and live.canceller is not asyncio.current_task():
             live.canceller.cancel()
         self._live.pop(live.row["id"], None)
+        self._forget_finished()
 
     def _release_slot(self, live: Live) -> None:
         if live.holds_slot:

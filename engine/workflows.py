@@ -35,13 +35,20 @@ def resolve_workflow(workflow: str, profile: Profile, home: Path, sandbox_dir: O
     return text, text[:80]
 
 
+NOT_RESULT_SETTINGS = frozenset({"max_rps", "jobs_api", "auth_header", "auth_scheme", "image_upload_ttl_s"})
+
+
 def reuse_key(profile: Profile, text: str, overrides: list[Override]) -> str:
     try:  # JSON graphs: key on content, not formatting
         canon = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
     except ValueError:
         canon = text
     items = [(o.target.strip(), o.kind, o.sha256 if o.kind == "image" else repr(o.value)) for o in overrides]
-    blob = json.dumps([profile.name, profile.provider, profile.url, canon, items], sort_keys=True)
+    # settings that change what the service makes (RunningHub's instance_type or base_workflow_id,
+    # SpeedPix's resource_config_id, nextGPU's image_count, …) are part of the key; pacing is not
+    settings = {k: repr(v) for k, v in sorted((getattr(profile, "settings", None) or {}).items())
+                if k not in NOT_RESULT_SETTINGS and v not in (None, "")}
+    blob = json.dumps([profile.name, profile.provider, profile.url, canon, items, settings], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

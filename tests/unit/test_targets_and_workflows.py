@@ -69,3 +69,18 @@ def test_remote_inputs_print_compactly():
     big = Override("10.image", "image", b"\x89PNG" + bytes(5_000_000), sha256="ab" * 32, width=512, height=512)
     text = repr((big, Override("6.text", "text", "a cat " * 100)))
     assert len(text) < 300 and "5000004 bytes" in text and "512x512" in text and "\\x00" not in text
+
+
+def test_settings_that_change_what_the_service_makes_are_part_of_the_reuse_key(tmp_path):
+    from comfyui_remote.engine.profiles import Profiles
+    from comfyui_remote.engine.workflows import reuse_key
+
+    (tmp_path / "profiles.toml").write_text(
+        '[profiles.a]\nprovider = "runninghub"\napi_key = "k-1234"\ninstance_type = "default"\n'
+        '[profiles.b]\nprovider = "runninghub"\napi_key = "k-1234"\ninstance_type = "plus"\n')
+    profiles = Profiles(tmp_path)
+    a, b = profiles.get("a"), profiles.get("b")
+    b.name = a.name  # the same profile, edited: only the setting differs
+    assert reuse_key(a, "1979026379880697857", []) != reuse_key(b, "1979026379880697857", [])
+    b.settings["instance_type"], b.settings["max_rps"] = "default", 3  # pacing does not change results
+    assert reuse_key(a, "1979026379880697857", []) == reuse_key(b, "1979026379880697857", [])

@@ -6,6 +6,8 @@ an ambiguous create. Waits are on the engine's own events, never on sleep."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -306,3 +308,79 @@ async def test_uploads_are_cached_only_while_the_service_keeps_them(started, rem
     provider.upload_ttl_s = 0.0  # the service forgets uploads at once
     await run(m, m.wait(await run(m, m.submit("remote", invert, inputs, reuse=False))))
     assert remote.count("view") - 3 == 2  # asked again before the third task
+
+
+# --------------------------------------------------------------------------- robustness
+
+async def test_a_reloaded_profiles_toml_keeps_an_unchanged_provider_and_replaces_a_changed_one(home, started):
+    m = started()
+    first = await run(m, _provider(m, "one"))
+    toml = home / "profiles.toml"
+    text = toml.read_text()
+    toml.write_text(text + "\n# touched\n")  # a new file version, nothing changed for 'one'
+    os.utime(toml, (time.time() + 5, time.time() + 5))
+    assert await run(m, _provider(m, "one")) is first
+    toml.write_text(text.replace("max_concurrent = 1", "max_concurrent = 2"))
+    os.utime(toml, (time.time() + 10, time.time() + 10))
+    second = await run(m, _provider(m, "one"))
+    assert second is not first
+    await until(m, lambda: first.http._api is None, "the replaced provider's sessions to be closed", 10)
+
+
+async def _provider(m: TaskManager, name: str):
+    return m.provider(m.profiles.get(name))
+
+
+async def test_a_crash_mid_submit_is_resolved_by_a_look_up_that_resends_the_same_create(home, tmp_path):
+    """ComfyUI died after sending a TAMS create (journal: phase 'sending'); on restart the engine
+    looks the job up by re-sending the very create journalled then (same requestId): the service
+    answers the job it already made — one job, its result saved."""
+    from comfyui_remote.engine.journal import Journal
+    from comfyui_remote.engine.submission import spec_json
+    from comfyui_remote.providers.base import SubmitSpec
+    from comfyui_remote.tests.fakes.tensorart import FakeTensorArt
+
+    fake = FakeTensorArt()
+    fake.queue_s, fake.run_s = 0.1, 0.3
+    await fake.start()
+    key_line = f'api_key = "{fake.credentials()["TENSORART_API_KEY"]}"'
+    with open(home / "profiles.toml", "a") as fh:
+        fh.write(f'[profiles.ta]\nprovider = "tensorart"\nurl = "{fake.url}"\n{key_line}\npoll_interval_s = 0.05\n')
+    m = manager(home, tmp_path / "out").start(reattach=False)
+    try:  # the create that reached the service before the crash
+        spec = SubmitSpec("700000000000000001", (Override("6.text", "text", "crash"),), profile="ta")
+        p = await run(m, _provider(m, "ta"))
+        key = p.new_submission_key()
+        await run(m, p.submit(spec, key))
+    finally:
+        await asyncio.to_thread(m.stop)
+    assert fake.created == 1
+    j = Journal(home / "journal.sqlite3")
+    j.create("crashed00000001", profile="ta", provider="tensorart", workflow="700000000000000001",
+             state="submitting", phase="sending", submission_key=key, submit_spec=spec_json(spec))
+    j.close()
+    m2 = manager(home, tmp_path / "out").start(reattach=True)
+    try:
+        snap = await run(m2, m2.wait("crashed00000001"))
+        assert snap["state"] == "succeeded" and snap["outputs"], snap
+        assert fake.created == 1
+    finally:
+        await asyncio.to_thread(m2.stop)
+        await fake.stop()
+
+
+def test_an_exit_without_stop_still_closes_the_journal(tmp_path):
+    """ComfyUI exits without stopping the engine: the exit hook closes the journal cleanly (its
+    write-ahead log is merged and removed)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = (f"import sys; sys.path.insert(0, {str(root)!r}); import conftest\n"
+            "from pathlib import Path\n"
+            "from comfyui_remote.engine.tasks import TaskManager\n"
+            f"m = TaskManager(Path({str(tmp_path / 'h')!r}), Path({str(tmp_path / 'o')!r})).start(reattach=False)\n"
+            "m.journal.create('t1', profile='sandbox', provider='sandbox', state='queued')\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
+    assert (tmp_path / "h" / "journal.sqlite3").is_file()
+    assert not (tmp_path / "h" / "journal.sqlite3-wal").exists()
