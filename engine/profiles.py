@@ -12,10 +12,14 @@ import os
 import stat
 import tempfile
 import threading
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (requirements.txt)
+    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
 
 from ..providers.base import ConfigError
 from . import redaction
@@ -75,6 +79,7 @@ class Profile:
     poll_interval_s: float = 1.0
     timeout_s: Optional[float] = None
     settings: dict = field(default_factory=dict)  # non-secret provider fields
+    problems: list = field(default_factory=list)  # wrong types or values found in profiles.toml
     source: str = "builtin"  # builtin | file
     # field -> list of ("literal", value) / ("env", VAR) / ("credentials", None)
     _secret_sources: dict = field(default_factory=dict, repr=False)
@@ -126,6 +131,8 @@ class Profile:
 
     def missing(self) -> Optional[str]:
         """None when the profile can run; else what to set, in words."""
+        if self.problems:
+            return f"fix [profiles.{self.name}] in profiles.toml: " + "; ".join(self.problems)
         if self.provider in NEEDS_URL and not self.url:
             spec = BUILTINS.get(self.name, {})
             how = (f"environment variable {spec['url_env']}" if self.source == "builtin" and spec.get("url_env")
@@ -155,6 +162,31 @@ class Profile:
                 "configured": self.configured, "source": self.source}
 
 
+def _register_url_password(url: Optional[str]) -> None:
+    """A password in a profile URL (``https://user:password@host``) is a secret like any key."""
+    try:
+        password = urlsplit(url or "").password
+    except ValueError:
+        password = None
+    if password:
+        redaction.register(password)
+
+
+def _number(table: dict, key: str, default: Any, kind: type, lo: float, hi: float, problems: list) -> Any:
+    """A number field of a profile table; a wrong type or value is reported (the profile then
+    refuses to run, naming it) and the default used, so one bad field never breaks the node list."""
+    value = table.get(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+        problems.append(f"{key} must be a {'whole number' if kind is int else 'number'}, not {value!r}")
+        return default
+    if not lo <= value <= hi:
+        problems.append(f"{key} must be between {lo:g} and {hi:g}, not {value!r}")
+        return default
+    return kind(value)
+
+
 def _read_text(path: str) -> Optional[str]:
     try:
         return Path(path).expanduser().read_text()
@@ -170,14 +202,31 @@ class CredentialStore:
         self._lock = threading.Lock()
 
     def _load(self) -> dict:
+        """The stored keys; {} when there is no file yet. A file that exists but cannot be read
+        (permissions, broken JSON) is a ConfigError — never taken for empty and overwritten."""
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            text = self.path.read_text()
+        except FileNotFoundError:
             return {}
-        return data if isinstance(data, dict) else {}
+        except OSError as e:
+            raise ConfigError(f"{self.path} cannot be read ({e.strerror or e.__class__.__name__})",
+                              hint="fix its permissions; keys set in the panel are kept there") from None
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise ConfigError(f"{self.path} is not valid JSON", hint="fix or remove it (it holds the keys set in "
+                                                                     "the panel); it was left untouched") from None
+        if not isinstance(data, dict) or not isinstance(data.get("profiles", {}), dict):
+            raise ConfigError(f"{self.path} does not hold a profiles table", hint="fix or remove it")
+        return data
 
     def get(self, profile: str, name: str) -> Optional[str]:
-        value = self._load().get("profiles", {}).get(profile, {}).get(name)
+        try:
+            entry = self._load().get("profiles", {}).get(profile, {})
+        except ConfigError as e:
+            redaction.get_logger().warning("keys from the panel are not available: %s", e)
+            return None
+        value = entry.get(name) if isinstance(entry, dict) else None
         return value if isinstance(value, str) else None
 
     def set(self, profile: str, name: str, value: str) -> None:
@@ -187,13 +236,18 @@ class CredentialStore:
         redaction.register(value)
         with self._lock:
             data = self._load()
-            data.setdefault("profiles", {}).setdefault(profile, {})[name] = value
+            entry = data.setdefault("profiles", {}).setdefault(profile, {})
+            if not isinstance(entry, dict):
+                entry = data["profiles"][profile] = {}
+            entry[name] = value
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".credentials.")
             try:
-                os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
+                if hasattr(os, "fchmod"):  # (not on Windows before Python 3.13)
+                    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
                 with os.fdopen(fd, "w") as fh:
                     json.dump(data, fh)
+                os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR)
                 os.replace(tmp, self.path)
             except BaseException:
                 try:
@@ -255,7 +309,12 @@ class Profiles:
                 self.file_error = f"{self.toml_path}: {e}"
                 redaction.get_logger().warning("profiles.toml ignored: %s", self.file_error)
                 data = {}
-            for name, table in (data.get("profiles") or {}).items():
+            tables = data.get("profiles") or {}
+            if not isinstance(tables, dict):
+                self.file_error = f"{self.toml_path}: 'profiles' must be a table of [profiles.NAME] sections"
+                redaction.get_logger().warning("profiles.toml ignored: %s", self.file_error)
+                tables = {}
+            for name, table in tables.items():
                 if isinstance(table, dict):
                     profiles[name] = self._from_table(str(name), table)
         self._cache, self._mtime = profiles, mtime
@@ -267,6 +326,7 @@ class Profiles:
         url = None
         if spec.get("url_env"):
             url = env.get(spec["url_env"]) or spec.get("url_default")
+        _register_url_password(url)
         p = Profile(name=name, provider=spec["provider"], url=url.rstrip("/") if url else None,
                     max_concurrent=DEFAULT_MAX_CONCURRENT.get(spec["provider"], 4), _store=self.store,
                     _env=self._env)
@@ -289,11 +349,17 @@ class Profiles:
         if provider not in PROVIDERS:
             provider = provider or "?"
         url = table.get("url")
-        p = Profile(name=name, provider=provider, url=str(url).rstrip("/") if url else None,
-                    max_concurrent=int(table.get("max_concurrent") or DEFAULT_MAX_CONCURRENT.get(provider, 4)),
-                    poll_interval_s=float(table.get("poll_interval_s") or 1.0),
-                    timeout_s=float(table["timeout_s"]) if table.get("timeout_s") else None,
+        problems: list[str] = []
+        p = Profile(name=name, provider=provider, url=str(url).rstrip("/") if isinstance(url, str) and url else None,
+                    max_concurrent=_number(table, "max_concurrent", DEFAULT_MAX_CONCURRENT.get(provider, 4), int, 1,
+                                           1000, problems),
+                    poll_interval_s=_number(table, "poll_interval_s", 1.0, float, 0.01, 3600.0, problems),
+                    timeout_s=_number(table, "timeout_s", None, float, 1.0, 30 * 86400.0, problems),
                     source="file", _store=self.store)
+        if url is not None and not isinstance(url, str):
+            problems.append("url must be a text like \"http://host:8188\"")
+        p.problems = problems
+        _register_url_password(p.url)
         for key, value in table.items():
             if key in COMMON_FIELDS:
                 continue

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from ..engine.redaction import strip_query
 from .base import (CancelResult, Capabilities, ConfigError, NotFound, Output, Preflight, ProtocolError, Provider,
                    RemoteError, RemoteFailure, RemoteRef, State, SubmitSpec, TaskGone, TaskUpdate, apply_overrides,
                    node_sort_key, parse_api_graph)
@@ -115,7 +116,7 @@ class ComfyUIProvider(Provider):
         return self.server(str(ref.data.get("client_id") or self.client_id))
 
     def console_url(self, base: str) -> Optional[str]:
-        return base
+        return strip_query(base)  # never a user:password@ of the profile's URL
 
     async def _workflow_text(self, spec: SubmitSpec) -> str:
         return spec.workflow

@@ -122,3 +122,57 @@ def test_production_code_takes_its_loggers_from_the_redaction_point():
             if isinstance(node, ast.Attribute) and node.attr == "getLogger":
                 offenders.append(str(path.relative_to(root)))
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("table,needle", [
+    ('max_concurrent = "four"', "max_concurrent must be a whole number"),
+    ("max_concurrent = 2.5", "max_concurrent must be a whole number"),
+    ("poll_interval_s = -1", "poll_interval_s must be between"),
+    ('poll_interval_s = "fast"', "poll_interval_s must be a number"),
+    ("timeout_s = true", "timeout_s must be a number"),
+    ("url = 12", "url must be a text"),
+])
+def test_a_wrongly_typed_field_names_itself_and_breaks_nothing_else(tmp_path, table, needle):
+    url = "" if table.startswith("url") else 'url = "http://127.0.0.1:9"\n'
+    (tmp_path / "profiles.toml").write_text(f'[profiles.bad]\nprovider = "comfyui"\n{url}'
+                                            f'{table}\n[profiles.good]\nprovider = "sandbox"\n')
+    p = Profiles(tmp_path)
+    assert "bad" in p.names() and "good" in p.names() and p.get("good").configured
+    bad = p.get("bad")
+    assert not bad.configured and needle in bad.missing() and "[profiles.bad]" in bad.missing()
+    with pytest.raises(ConfigError) as e:
+        bad.check_configured()
+    assert needle in str(e.value)
+    assert bad.poll_interval_s > 0  # never a busy loop
+
+
+def test_profiles_that_is_not_a_table_keeps_the_builtins(tmp_path):
+    (tmp_path / "profiles.toml").write_text("profiles = 3\n")
+    p = Profiles(tmp_path)
+    assert "sandbox" in p.names() and "must be a table" in p.file_error
+
+
+def test_an_unreadable_credentials_file_is_never_overwritten(tmp_path):
+    p = Profiles(tmp_path)
+    (tmp_path / "credentials.json").write_text('{"profiles": {"a": {"api_key": "keep-me-1234"}')  # broken JSON
+    with pytest.raises(ConfigError) as e:
+        p.store.set("runninghub", "api_key", "new-key-5678")
+    assert "not valid JSON" in str(e.value)
+    assert "keep-me-1234" in (tmp_path / "credentials.json").read_text()
+    assert p.store.get("runninghub", "api_key") is None
+
+
+def test_keys_are_stored_0600_where_os_fchmod_does_not_exist(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "fchmod")  # Windows before Python 3.13
+    p = Profiles(tmp_path)
+    p.store.set("runninghub", "api_key", "win-key-0600")
+    assert p.store.get("runninghub", "api_key") == "win-key-0600"
+    assert stat.S_IMODE(os.stat(tmp_path / "credentials.json").st_mode) == 0o600
+
+
+def test_a_password_in_a_profile_url_is_a_secret(tmp_path):
+    (tmp_path / "profiles.toml").write_text('[profiles.proxy]\nprovider = "comfyui"\n'
+                                            'url = "https://ann:pw-CANARY-8813@gpu.example:8443"\n')
+    prof = Profiles(tmp_path).get("proxy")
+    assert "pw-CANARY-8813" not in json.dumps(prof.public()) and "ann" not in prof.public()["url"]
+    assert redaction.scrub("refused https://ann:pw-CANARY-8813@gpu.example") == "refused https://ann:***@gpu.example"
