@@ -25,10 +25,13 @@ class CancelMixin:
         live = self._live.get(task_id)
         if live is None:
             snap = self.snapshot(task_id)
-            if snap is None:
-                if len(self._early_cancels) > 1000:  # (only meaningful for a submit just starting)
+            if snap is None or snap.get("state") == "submitting":
+                # a submit just starting (its row may already be in the journal): it stops when it
+                # registers the task
+                if len(self._early_cancels) > 1000:
                     self._early_cancels.clear()
-                self._early_cancels.add(task_id)  # the submit that creates it will stop
+                self._early_cancels.add(task_id)
+            if snap is None:
                 raise NotFound(f"unknown task {task_id}", field="task_id")
             return snap  # already ended (or only known from the journal): nothing to stop
         if live.downloading:

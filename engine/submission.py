@@ -111,11 +111,13 @@ class SubmitMixin:
         if pre.workflow_label:
             await self._save(live, workflow=pre.workflow_label)
         slot = self._slots[live.row["profile"]]
-        if slot.locked():
-            await self._save(live, message=f"waiting for a free slot (max_concurrent "
-                                           f"{provider.profile.max_concurrent} for this profile)")
+        said = False
         while True:  # in slices, so a cancel or the deadline ends the wait at once
             self._check_stop(live, "while waiting for a free slot")
+            if slot.locked() and not said:  # (checked each slice: another task may have just taken it)
+                said = True
+                await self._save(live, message=f"waiting for a free slot (max_concurrent "
+                                               f"{provider.profile.max_concurrent} for this profile)")
             try:
                 await asyncio.wait_for(slot.acquire(), 0.25)
                 break
