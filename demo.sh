@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ./demo.sh — install ComfyUI Remote into a ComfyUI, start it, run the no-key sandbox example through
-# ComfyUI's API and print the saved result's path and the URL to open.
+# ./demo.sh — install ComfyUI Remote into a ComfyUI, start it, send the bundled picture
+# (sandbox/assets/lakeside.png) through the no-key sandbox, which inverts it remotely, and print
+# where the input, the result and a side-by-side of both are saved, and the URL to open.
 #
 # Which ComfyUI: $COMFYUI_DIR if set; else ../shared/comfyui (run through ../shared/tools/comfyui,
 # which sets up its own venv); else a fresh one installed with comfy-cli under .demo/ (needs PyPI

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 from ..providers.base import ConfigError
 from . import redaction
 
-PROVIDERS = ("runninghub", "tensorart", "speedpix", "nextgpu", "comfyui", "sandbox")
-BUILTIN_NAMES = ("sandbox", "runninghub", "tensorart", "speedpix", "nextgpu", "comfyui")
+PROVIDERS = ("runninghub", "tensorart", "speedpix", "nextgpu", "comfyui", "comfycloud", "sandbox")
+BUILTIN_NAMES = ("sandbox", "runninghub", "tensorart", "speedpix", "nextgpu", "comfyui", "comfycloud")
 SECRET_FIELDS = frozenset({"api_key", "app_key", "app_secret", "user", "token", "private_key"})
 COMMON_FIELDS = ("provider", "url", "max_concurrent", "poll_interval_s", "timeout_s")
 
@@ -47,6 +47,8 @@ BUILTINS: dict[str, dict[str, Any]] = {
                         "image_upload_url": "NEXTGPU_IMAGE_UPLOAD_URL"}},
     "comfyui": {"provider": "comfyui", "url_env": "COMFYUI_REMOTE_URL", "url_default": None,
                 "env": {"token": "COMFYUI_REMOTE_TOKEN"}},
+    "comfycloud": {"provider": "comfycloud", "url_env": "COMFY_BASE_URL", "url_default": "https://cloud.comfy.org",
+                   "env": {"api_key": "COMFY_API_KEY"}},
 }
 
 # What a provider needs before it can run: each entry is a tuple of alternatives, each
@@ -58,8 +60,12 @@ REQUIREMENTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "speedpix": (("app_key", "app_secret"),),
     "nextgpu": (("user",),),
     "comfyui": ((),),
+    "comfycloud": (("api_key",),),
 }
-NEEDS_URL = frozenset({"runninghub", "tensorart", "speedpix", "nextgpu", "comfyui"})
+NEEDS_URL = frozenset({"runninghub", "tensorart", "speedpix", "nextgpu", "comfyui", "comfycloud"})
+# a key is needed only on these hosts (Comfy Cloud, serverless deployments); a self-hosted
+# comfy-api-proxy needs none unless it was started with --token
+KEYLESS_EXCEPT_HOSTS = {"comfycloud": ("comfy.org", ".comfy.app")}
 DEFAULT_MAX_CONCURRENT = {"comfyui": 4, "sandbox": 8}
 
 
@@ -139,6 +145,9 @@ class Profile:
                    else f"'url' in [profiles.{self.name}] of profiles.toml")
             return f"no endpoint URL: set {how}"
         alternatives = REQUIREMENTS.get(self.provider, ((),))
+        hosts = KEYLESS_EXCEPT_HOSTS.get(self.provider)
+        if hosts and not (urlsplit(self.url or "").hostname or "").endswith(hosts):
+            alternatives = ((),)
         for alt in alternatives:
             if all(self.has(f) for f in alt):
                 return None

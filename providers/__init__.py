@@ -6,7 +6,7 @@ import importlib
 
 from .base import Provider
 
-PROVIDER_IDS = ("sandbox", "comfyui", "runninghub", "tensorart", "speedpix", "nextgpu")
+PROVIDER_IDS = ("sandbox", "comfyui", "runninghub", "tensorart", "speedpix", "nextgpu", "comfycloud")
 
 
 def provider_class(provider_id: str) -> type[Provider]:

@@ -6,7 +6,9 @@ ComfyUI sends a prompt's messages only to the client id that queued it, live, ne
 the socket is opened before a prompt is posted, and a prompt queued by an earlier process is
 followed by connecting with *its* client id. While the socket has been up the whole time and the
 prompt is running, its state comes from the frames alone; otherwise (queued, socket down or
-reconnected, frames silent for a while) the shared queue snapshot and ``/history/{id}`` decide.
+reconnected, frames silent for a while) the shared queue snapshot and the prompt's record decide:
+``GET /api/jobs`` and ``/api/jobs/{id}`` on servers with the jobs API (``comfy_jobs``), else
+``GET /queue`` and ``/history/{id}``.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from urllib.parse import quote
 
 from ..engine.comfy_progress import FEATURE_FLAGS, ComfyProgress, binary_preview
 from ..engine.websocket import Frame, SocketPolicy, frames
+from . import comfy_jobs
 from .base import State, TaskUpdate
 from .errors import ProtocolError
 
@@ -41,6 +44,7 @@ class Followed:
         self.checked = 0.0  # monotonic time of the last HTTP look
         self.confirmed = False  # that look saw it running (frames alone are trusted only then)
         self.listeners: list[asyncio.Queue] = []
+        self.since = time.monotonic()  # a queue snapshot older than this (or the submit's answer) may miss it
         self.preview: Optional[tuple[str, bytes]] = None  # the latest, not yet handed to a listener
 
     def notify(self) -> None:
@@ -58,7 +62,7 @@ class ComfyServer:
         self._socket: Optional[asyncio.Task] = None
         self._queue: Optional[tuple[float, list, list]] = None  # (when, running ids, pending ids)
         self._queue_lock = asyncio.Lock()
-        self.graphs: dict[str, dict] = {}  # prompt id -> {node: class} learnt from /queue
+        self.graphs: dict[str, dict] = {}  # prompt id -> {node: class} learnt from /queue or /api/jobs/{id}
 
     # ------------------------------------------------------------------ following prompts
     def follow(self, pid: str, classes: Optional[dict] = None) -> Followed:
@@ -148,23 +152,31 @@ class ComfyServer:
             f.notify()
 
     # ------------------------------------------------------------------ shared HTTP looks
-    async def queue(self, max_age: float) -> tuple[list, list]:
-        """Running and pending prompt ids (pending in run order), shared by every follower."""
+    async def queue(self, max_age: float, since: float = 0.0) -> tuple[list, list]:
+        """Running and pending prompt ids (pending in run order), shared by every follower; taken
+        at most ``max_age`` s ago, and not before ``since``."""
         async with self._queue_lock:
             now = time.monotonic()
-            if self._queue is None or now - self._queue[0] > max_age:
-                data = await self.p.get("/queue", "GET /queue")
-                if not isinstance(data, dict):
-                    raise self.p.error(ProtocolError, "GET /queue answered something that is not an object")
-                running = [x for x in data.get("queue_running") or [] if isinstance(x, list) and len(x) > 2]
-                pending = [x for x in data.get("queue_pending") or [] if isinstance(x, list) and len(x) > 2]
-                pending.sort(key=lambda x: (x[0] if isinstance(x[0], (int, float)) else 0))
-                for item in running + pending:
-                    if isinstance(item[2], dict) and str(item[1]) in self.followed:
-                        self.graphs.setdefault(str(item[1]), {str(k): str(v.get("class_type")) for k, v in
-                                                              item[2].items() if isinstance(v, dict)})
-                self._queue = (time.monotonic(), [str(x[1]) for x in running], [str(x[1]) for x in pending])
+            if self._queue is None or now - self._queue[0] > max_age or self._queue[0] < since:
+                if await comfy_jobs.has_jobs(self.p):
+                    running, pending = await comfy_jobs.snapshot(self.p)
+                else:
+                    running, pending = await self._classic_queue()
+                self._queue = (now, running, pending)  # as old as the request, not its answer
             return self._queue[1], self._queue[2]
+
+    async def _classic_queue(self) -> tuple[list, list]:
+        data = await self.p.get("/queue", "GET /queue")
+        if not isinstance(data, dict):
+            raise self.p.error(ProtocolError, "GET /queue answered something that is not an object")
+        running = [x for x in data.get("queue_running") or [] if isinstance(x, list) and len(x) > 2]
+        pending = [x for x in data.get("queue_pending") or [] if isinstance(x, list) and len(x) > 2]
+        pending.sort(key=lambda x: (x[0] if isinstance(x[0], (int, float)) else 0))
+        for item in running + pending:
+            if isinstance(item[2], dict) and str(item[1]) in self.followed:
+                self.graphs.setdefault(str(item[1]), {str(k): str(v.get("class_type")) for k, v in
+                                                      item[2].items() if isinstance(v, dict)})
+        return [str(x[1]) for x in running], [str(x[1]) for x in pending]
 
     async def history(self, pid: str) -> Optional[dict]:
         data = await self.p.get(f"/history/{quote(pid, safe='')}", "GET /history")
@@ -174,7 +186,7 @@ class ComfyServer:
     # ------------------------------------------------------------------ one look
     async def look(self, pid: str, interval: float) -> tuple[str, Any]:
         """("frames", TaskUpdate) | ("queued", TaskUpdate) | ("running", TaskUpdate) |
-        ("history", entry) | ("gone", None)."""
+        ("history", entry) | ("job", job) | ("gone", None)."""
         f = self.follow(pid)
         prog = f.progress
         now = time.monotonic()
@@ -183,24 +195,40 @@ class ComfyServer:
         if trusted:
             return "frames", prog.update()
         f.checked, f.confirmed = now, False
-        if prog.ended is not None:  # the frames say it ended: its history is what we want
-            entry = await self.history(pid)
-            if entry is not None:
-                return "history", entry
-        running, pending = await self.queue(max_age=interval if prog.ended is None else 0)
-        if pid in running:  # (also between the end frames and the history write)
-            prog.running = f.confirmed = True
-            return "running", prog.update()
-        if pid in pending:
-            if not prog.classes and pid in self.graphs:
+        jobs = await comfy_jobs.has_jobs(self.p)
+        if prog.ended is not None:  # the frames say it ended: its record is what we want
+            found = await self._record(f, pid, jobs)
+            if found[0] != "gone":  # (none yet: between the end frames and the history write)
+                return found
+        running, pending = await self.queue(max_age=interval if prog.ended is None else 0, since=f.since)
+        if pid in running or pid in pending:
+            if jobs and not prog.classes and pid not in self.graphs:  # a prompt queued by an earlier process
+                self.graphs[pid] = comfy_jobs.classes(await comfy_jobs.job(self.p, pid) or {}) or {}
+            if not prog.classes and self.graphs.get(pid):
                 prog.classes = self.graphs[pid]
+            if pid in running:
+                prog.running = f.confirmed = True
+                return "running", prog.update()
             i = pending.index(pid)
             return "queued", TaskUpdate(State.QUEUED, queue_position=len(running) + i,
                                         queue_length=len(running) + len(pending), raw_state="pending")
-        entry = await self.history(pid)
-        if entry is not None:
-            return "history", entry
-        return "gone", None
+        return await self._record(f, pid, jobs)
+
+    async def _record(self, f: Followed, pid: str, jobs: bool) -> tuple[str, Any]:
+        """The prompt's own record: ("history", entry), or ("job", job) once the job ended (while it
+        is still queued or running, as such); ("gone", None) when the server does not know it."""
+        if not jobs:
+            entry = await self.history(pid)
+            return ("gone", None) if entry is None else ("history", entry)
+        found = await comfy_jobs.job(self.p, pid)
+        if found is None:
+            return "gone", None
+        if found.get("status") == "in_progress":  # the shared snapshot was older than this look
+            f.progress.running = f.confirmed = True
+            return "running", f.progress.update()
+        if found.get("status") == "pending":
+            return "queued", TaskUpdate(State.QUEUED, raw_state="pending")
+        return "job", found
 
     async def updates(self, pid: str) -> AsyncIterator[TaskUpdate]:
         """Push: the prompt's frames as updates (and a terminal hint when they claim an end)."""

@@ -1,5 +1,6 @@
-"""Any plain ComfyUI server, through its native API (``/prompt``, ``/ws``, ``/history``, ``/view``,
-``/upload/image``, ``/queue``, ``/interrupt``, ``/object_info``, ``/system_stats``).
+"""Any plain ComfyUI server, through its native API (``/prompt``, ``/ws``, ``/view``, ``/upload/image``,
+``/object_info``, ``/system_stats``; the jobs API ``/api/jobs`` where the server has it, else
+``/queue``, ``/history`` and ``/interrupt``).
 
 Profile: ``url`` (``COMFYUI_REMOTE_URL``), optional secret ``token`` (``COMFYUI_REMOTE_TOKEN``) sent
 as ``Authorization: Bearer`` on every request, HTTP and WebSocket, and for ``/view`` downloads
@@ -10,9 +11,13 @@ as ``Authorization: Bearer`` on every request, HTTP and WebSocket, and for ``/vi
 - ``validate`` checks node types and targets against ``/object_info`` (``comfy_graph_check``).
 - ``upload`` sends PNGs under their content-addressed name (``<sha256>.png``) to ``/upload/image``
   (type input, overwrite), skipped when ``GET /view`` already has those bytes.
-- ``poll``/``push``: one shared socket and queue snapshot per server (``comfy_native.ComfyServer``).
-- ``cancel``: ``POST /queue {"delete": [id]}`` (pending), then ``POST /interrupt {"prompt_id": id}``
-  if it runs; a deleted prompt leaves no history, which the engine reads as "cancelled".
+- Newer servers (v0.6+) are found by ONE probe of ``GET /api/jobs`` per server (``comfy_jobs``;
+  profile setting ``jobs_api = "off"`` keeps the old routes).
+- ``poll``/``push``: one shared socket and queue snapshot per server (``comfy_native.ComfyServer``);
+  the end is read from ``GET /api/jobs/{id}`` (its ``execution_error``) or ``/history/{id}``.
+- ``cancel``: ``POST /api/jobs/{id}/cancel`` (v0.26+: deletes if pending, interrupts if it runs);
+  elsewhere ``POST /queue {"delete": [id]}``, then ``POST /interrupt {"prompt_id": id}`` if it runs.
+  A deleted prompt leaves no record, which the engine reads as "cancelled".
 
 ``STATES`` and ``CODES`` below are the service → State / error tables (docs link here).
 """
@@ -30,18 +35,22 @@ from ..engine.redaction import strip_query
 from .base import (CancelResult, Capabilities, ConfigError, NotFound, Output, Preflight, ProtocolError, Provider,
                    RemoteError, RemoteFailure, RemoteRef, State, SubmitSpec, TaskGone, TaskUpdate, apply_overrides,
                    node_sort_key, parse_api_graph)
+from . import comfy_jobs
 from .comfy_graph_check import check_graph, rejected
 from .comfy_native import ComfyServer
 
-# history entry / WebSocket → State (what the engine sees through poll)
+# queue / jobs / history entry / WebSocket → State (what the engine sees through poll)
 STATES = {
-    "in /queue queue_pending": "QUEUED (position = prompts ahead + 1)",
-    "in /queue queue_running, execution_start, executing, progress": "RUNNING (node, step/max, progress)",
-    "history status_str success": "SUCCEEDED, outputs from history",
-    "history message execution_error": "FAILED: RemoteFailure naming node id and class",
-    "history message execution_interrupted": "CANCELLED",
-    "history status_str error without a message": "FAILED: RemoteFailure",
-    "neither queued nor in history": "TaskGone (the engine: CANCELLED if we cancelled, else FAILED once confirmed)",
+    "in /queue queue_pending, or /api/jobs status pending": "QUEUED (position = prompts ahead + 1)",
+    "in /queue queue_running, /api/jobs in_progress, execution_start, executing, progress":
+        "RUNNING (node, step/max, progress)",
+    "history status_str success, or /api/jobs/{id} completed": "SUCCEEDED, outputs from the record",
+    "history message execution_error, or /api/jobs/{id} execution_error": "FAILED: RemoteFailure naming node "
+                                                                           "id and class",
+    "history message execution_interrupted, or /api/jobs/{id} cancelled": "CANCELLED",
+    "history status_str error without a message, or failed without execution_error": "FAILED: RemoteFailure",
+    "neither queued nor in history, or /api/jobs/{id} 404 Job not found":
+        "TaskGone (the engine: CANCELLED if we cancelled, else FAILED once confirmed)",
 }
 # answers to POST /prompt → error class (see comfy_graph_check.rejected); other statuses: engine.rules.status_error
 CODES = {
@@ -68,6 +77,7 @@ class ComfyUIProvider(Provider):
         self.client_id = uuid.uuid4().hex
         self._servers: dict[str, ComfyServer] = {}
         self._object_info: dict[str, tuple[float, Optional[dict]]] = {}
+        self.known = comfy_jobs.Known()  # which routes each server has (probed once)
 
     # ------------------------------------------------------------------ plumbing
     async def base(self) -> str:
@@ -192,13 +202,18 @@ class ComfyUIProvider(Provider):
         if pid != key:  # a server that ignores client-chosen ids: follow its own
             srv.forget(key)
             srv.follow(pid, {str(k): str(v.get("class_type")) for k, v in graph.items()})
+        srv.follow(pid).since = time.monotonic()  # a queue snapshot from before this answer cannot miss it
         return RemoteRef(remote_id=pid, data={"client_id": self.client_id, "number": answer.get("number")},
                          console_url=self.console_url(base))
 
     async def find(self, key: str, spec: SubmitSpec) -> Optional[RemoteRef]:
         srv = self.server()
-        running, pending = await srv.queue(max_age=0)
-        if key in running or key in pending or await srv.history(key) is not None:
+        if await comfy_jobs.has_jobs(self):
+            known = await comfy_jobs.job(self, key) is not None
+        else:
+            running, pending = await srv.queue(max_age=0)
+            known = key in running or key in pending or await srv.history(key) is not None
+        if known:
             return RemoteRef(remote_id=key, data={"client_id": self.client_id},
                              console_url=self.console_url(await self.base()))
         return None
@@ -207,9 +222,9 @@ class ComfyUIProvider(Provider):
     async def poll(self, ref: RemoteRef) -> TaskUpdate:
         srv = self._server_of(ref)
         what, value = await srv.look(ref.remote_id, self.poll_interval())
-        if what == "history":
+        if what in ("history", "job"):
             srv.forget(ref.remote_id)
-            return await self._from_history(ref, value)
+            return await (self._from_history(ref, value) if what == "history" else self._from_job(ref, value))
         if what == "gone":
             raise self.error(TaskGone, f"the remote ComfyUI no longer knows prompt {ref.remote_id} (not queued, "
                                        f"no history)", hint="the server restarted, its history was cleared, or "
@@ -242,6 +257,18 @@ class ComfyUIProvider(Provider):
                 RemoteFailure, "the remote prompt ended with an error", hint="see the remote ComfyUI's log"))
         return TaskUpdate(State.SUCCEEDED, progress=1.0, outputs=self._outputs(await self.base(), entry),
                           raw_state="success")
+
+    async def _from_job(self, ref: RemoteRef, job: dict) -> TaskUpdate:
+        """An ended job of ``GET /api/jobs/{id}``: its status, ``execution_error`` (the error message's
+        data, as in history), else its ``execution_status`` read like a history entry."""
+        status = str(job.get("status"))
+        if status == "cancelled":
+            return TaskUpdate(State.CANCELLED, raw_state=status, message="interrupted on the remote server")
+        if isinstance(job.get("execution_error"), dict):
+            return TaskUpdate(State.FAILED, error=self._failure(job["execution_error"]), raw_state=status)
+        info = job.get("execution_status") if isinstance(job.get("execution_status"), dict) else {
+            "status_str": "success" if status == "completed" else "error"}
+        return await self._from_history(ref, {"status": info, "outputs": job.get("outputs")})
 
     # ------------------------------------------------------------------ outputs, cancel, check
     def _outputs(self, base: str, entry: dict) -> list[Output]:
@@ -276,14 +303,22 @@ class ComfyUIProvider(Provider):
         return result + texts
 
     async def outputs(self, ref: RemoteRef) -> list[Output]:
-        entry = await self._server_of(ref).history(ref.remote_id)
+        if await comfy_jobs.has_jobs(self):
+            entry = await comfy_jobs.job(self, ref.remote_id)
+            entry = None if entry is None or entry.get("status") in ("pending", "in_progress") else entry
+        else:
+            entry = await self._server_of(ref).history(ref.remote_id)
         if entry is None:
-            raise self.error(NotFound, f"no history for prompt {ref.remote_id} on the remote ComfyUI",
+            raise self.error(NotFound, f"no record of prompt {ref.remote_id} on the remote ComfyUI",
                              hint="it may still be running, or the server restarted and lost it")
         return self._outputs(await self.base(), entry)
 
     async def cancel(self, ref: RemoteRef) -> CancelResult:
         pid = ref.remote_id
+        if await comfy_jobs.has_jobs(self):
+            answer = await comfy_jobs.cancel(self, pid)
+            if answer is not None:
+                return answer
         srv = self._server_of(ref)
         await self._post("/queue", {"delete": [pid]}, "POST /queue")
         running, _ = await srv.queue(max_age=0)

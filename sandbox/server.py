@@ -22,6 +22,13 @@ codes and WebSocket message sequences:
   never replayed. A reconnect of the running client gets ``executing {node}`` (no prompt_id).
 - ONE prompt runs at a time; node outputs are cached across consecutive prompts like ComfyUI's
   classic cache (``cache=False`` turns that off); ``SandboxSlowPass`` is never cached.
+- Any other path: ``GET`` 404, other methods 405 (``Allow: GET,HEAD``), as 0.3.64's static route.
+
+A newer server (off by default): ``jobs_api=True`` adds the jobs routes of ComfyUI v0.26+ —
+``GET /api/jobs``, ``GET /api/jobs/{id}`` (404 ``{"error": "Job not found"}``) and ``POST
+/api/jobs/{id}/cancel`` → ``{"cancelled": bool}`` — with answers from ``sandbox/jobs.py``, and stamps
+``extra_data.create_time`` like those servers; ``jobs_api="list"`` plays v0.6–v0.25 (the two GET
+routes only: the cancel POST meets the static route's 405).
 
 Auth: a plain ComfyUI has none. ``SandboxServer(token="...")`` mirrors an authenticating reverse
 proxy in front of it: every HTTP route and the WebSocket handshake need ``Authorization: Bearer
@@ -34,8 +41,9 @@ message)`` (the next such node raises: ``execution_error``), ``expire_views`` (o
 ``/view`` 404), ``cache``. Route names (for ``route_name`` and the tests' fault knobs): ``prompt``
 (POST /prompt), ``prompt_info`` (GET /prompt), ``history`` (GET /history/{id}), ``history_list``,
 ``view``, ``upload``, ``ws``, ``queue`` (GET /queue), ``queue_edit`` (POST /queue), ``interrupt``,
-``object_info``, ``system_stats``; :meth:`SandboxServer.ws_fault` lets a subclass drop or mute a
-socket after some messages.
+``object_info``, ``system_stats``, ``jobs`` (GET /api/jobs), ``job`` (GET /api/jobs/{id}),
+``job_cancel`` (POST /api/jobs/{id}/cancel), ``static`` (any other path);
+:meth:`SandboxServer.ws_fault` lets a subclass drop or mute a socket after some messages.
 """
 from __future__ import annotations
 
@@ -60,6 +68,7 @@ from typing import Any, Optional
 import numpy as np
 from aiohttp import web
 
+from . import jobs
 from .nodes import NODE_TYPES, Interrupted, NodeFailure, format_value, to_png, validate_prompt
 
 SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -174,7 +183,7 @@ class SandboxServer:
 
     def __init__(self, *, clock: Optional[Any] = None, port: int = 0, token: Optional[str] = None,
                  node_s: float = 0.0, cache: bool = True, preview_frames: bool = False, seed: int = 0,
-                 middlewares: tuple = ()):
+                 middlewares: tuple = (), jobs_api: Any = False):
         self.clock = clock or RealClock()
         self.port = port
         self.url = ""
@@ -183,6 +192,7 @@ class SandboxServer:
         self.node_s = node_s
         self.cache_enabled = cache
         self.preview_frames = preview_frames
+        self.jobs_api = jobs_api  # False: 0.3.64; True: v0.26+ jobs routes; "list": v0.6-v0.25 (no cancel)
         self.disable_metadata = False
         self.expire_views = False  # /view answers 404 for output/temp files (outputs deleted remotely)
         self._fail_next: list[tuple[str, str, type]] = []
@@ -193,6 +203,7 @@ class SandboxServer:
         self.deleted: list[str] = []  # removed from the pending queue by POST /queue
         self.interrupted: list[str] = []  # prompts that ended with execution_interrupted
         self.interrupt_requests: list[Optional[str]] = []
+        self.cancel_requests: list[str] = []  # ids POSTed to /api/jobs/{id}/cancel
         self.sockets: dict[str, _Conn] = {}
         self.client_id: Optional[str] = None  # of the running prompt, like PromptServer.client_id
         self.last_node_id: Optional[str] = None
@@ -272,6 +283,10 @@ class SandboxServer:
             ("GET", "/system_stats", self._system_stats, "system_stats"),
             ("GET", "/features", self._features, "features"),
         ]
+        if self.jobs_api:  # newer servers register these under /api already (and /api/api by prefixing)
+            table += [("GET", "/api/jobs", self._jobs, "jobs"), ("GET", "/api/jobs/{job_id}", self._job, "job")]
+        if self.jobs_api is True:
+            table.append(("POST", "/api/jobs/{job_id}/cancel", self._job_cancel, "job_cancel"))
         used: set = set()
         for method, path, handler, name in table:
             for prefix in ("", "/api"):
@@ -282,6 +297,7 @@ class SandboxServer:
                     rname = f"{base}-n{n}"
                 used.add(rname)
                 router.add_route(method, prefix + path, self._guard(handler), name=rname)
+        router.add_route("*", "/{tail:.*}", self._guard(self._static), name="static")
 
     def route_name(self, request: web.Request) -> str:
         name = getattr(request.match_info.route, "name", None) or request.path
@@ -395,6 +411,8 @@ class SandboxServer:
             extra["client_id"] = data["client_id"]
         if not ok:
             return json_response({"error": error, "node_errors": node_errors}, status=400)
+        if self.jobs_api:
+            extra["create_time"] = int(time.time() * 1000)
         item = [number, prompt_id, prompt, extra, outputs]
         self._seq += 1
         heapq.heappush(self._pending, (number, self._seq, item))
@@ -437,14 +455,50 @@ class SandboxServer:
             self._pending = []
             await self.queue_updated()
         for pid in data.get("delete") or []:
-            for i, t in enumerate(self._pending):
-                if t[2][1] == pid:
-                    self._pending.pop(i)
-                    heapq.heapify(self._pending)
-                    self.deleted.append(pid)
-                    await self.queue_updated()
-                    break
+            if self._dequeue(pid):
+                await self.queue_updated()
         return web.Response(status=200)
+
+    def _dequeue(self, pid: str) -> bool:
+        for i, t in enumerate(self._pending):
+            if t[2][1] == pid:
+                self._pending.pop(i)
+                heapq.heapify(self._pending)
+                self.deleted.append(pid)
+                return True
+        return False
+
+    def _interrupt_if_running(self, pid: str) -> bool:
+        if pid in self.running_ids():
+            self._interrupt = True
+            return True
+        return False
+
+    # ------------------------------------------------------------------ jobs API (newer servers only)
+    def _queue_items(self) -> tuple[list, list]:
+        return list(self._running.values()), [t[2] for t in self._pending]
+
+    async def _jobs(self, request: web.Request) -> web.Response:
+        status, body = jobs.list_jobs(request.query, *self._queue_items(), self.history)
+        return json_response(body, status=status)
+
+    async def _job(self, request: web.Request) -> web.Response:
+        job = jobs.get_job(request.match_info["job_id"], *self._queue_items(), self.history)
+        return json_response(jobs.NOT_FOUND, status=404) if job is None else json_response(job)
+
+    async def _job_cancel(self, request: web.Request) -> web.Response:
+        pid = request.match_info["job_id"]
+        self.cancel_requests.append(pid)
+        pending = len(self._pending)
+        answer = jobs.cancel(pid, *self._queue_items(), self._interrupt_if_running, self._dequeue)
+        if len(self._pending) != pending:
+            await self.queue_updated()
+        return json_response(answer)
+
+    async def _static(self, request: web.Request) -> web.Response:
+        if request.method in ("GET", "HEAD"):
+            return web.Response(status=404, text="404: Not Found")
+        return web.Response(status=405, text="405: Method Not Allowed", headers={"Allow": "GET,HEAD"})
 
     async def _post_interrupt(self, request: web.Request) -> web.Response:
         try:
@@ -453,8 +507,10 @@ class SandboxServer:
             data = {}
         pid = data.get("prompt_id") if isinstance(data, dict) else None
         self.interrupt_requests.append(pid)
-        if not pid or pid in self.running_ids():
+        if not pid:
             self._interrupt = True
+        else:
+            self._interrupt_if_running(pid)
         return web.Response(status=200)
 
     def check_interrupt(self) -> None:

@@ -1,4 +1,10 @@
-"""The one-command demo behind ./demo.sh (stdlib only: it runs before anything is installed)."""
+"""The one-command demo behind ./demo.sh (stdlib only: it runs before anything is installed).
+
+It uploads the bundled picture (sandbox/assets/lakeside.png, drawn by scripts/make_demo_picture.py)
+to a local ComfyUI with this pack and queues: LoadImage → RemoteInputImage → RemoteRun(profile
+"sandbox", invert.json) — the picture is inverted by the sandbox, a ComfyUI-compatible server the
+pack runs in-process, exactly as a remote GPU service would — → SaveImage, plus the input and an
+ImageStitch of input | result, and prints where the three files are."""
 from __future__ import annotations
 
 import json
@@ -16,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("COMFYUI_REMOTE_SHARED", ROOT.parent / "shared"))
 TOOL = SHARED / "tools" / "comfyui"
 DEMO = ROOT / ".demo"
+PICTURE = ROOT / "sandbox" / "assets" / "lakeside.png"
+OUTPUTS = {"4": "result", "5": "input", "7": "side-by-side"}  # SaveImage node → the line that prints it
 
 
 def say(msg: str) -> None:
@@ -89,14 +97,35 @@ def install_with_comfy_cli() -> Path:
     return target
 
 
-def demo_prompt() -> dict:
+def upload(url: str, path: Path) -> str:
+    """POST /upload/image (multipart, as the frontend sends it); returns the name in input/."""
+    boundary = uuid.uuid4().hex
+    body = b"".join([
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
+        f"Content-Type: image/png\r\n\r\n".encode(), path.read_bytes(),
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n"
+        f"--{boundary}--\r\n".encode()])
+    req = urllib.request.Request(url + "/upload/image", data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())["name"]
+
+
+def demo_prompt(image: str) -> dict:
+    """The picture goes to the sandbox, which inverts it (providers/sandbox_workflows/invert.json:
+    its LoadImage is node 10); the result comes back as an IMAGE and is saved beside the input."""
     return {
-        "1": {"class_type": "RemoteInputText", "inputs": {"target": "1.text", "text": "#2a9d8f"}},
-        "2": {"class_type": "RemoteRun", "inputs": {"profile": "sandbox", "workflow": "solid.json", "inputs": ["1", 0],
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "RemoteInputImage", "inputs": {"target": "10.image", "image": ["1", 0]}},
+        "3": {"class_type": "RemoteRun", "inputs": {"profile": "sandbox", "workflow": "invert.json", "inputs": ["2", 0],
                                                     "timeout_s": 120, "select": "", "reuse_result": False,
                                                     "cancel_on_interrupt": True}},
-        "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
-        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "comfyui_remote_demo"}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "comfyui_remote_demo/inverted"}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "comfyui_remote_demo/input"}},
+        "6": {"class_type": "ImageStitch", "inputs": {"image1": ["1", 0], "image2": ["3", 0], "direction": "right",
+                                                      "match_image_size": True, "spacing_width": 8,
+                                                      "spacing_color": "white"}},
+        "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "comfyui_remote_demo/side_by_side"}},
     }
 
 
@@ -118,9 +147,10 @@ def main() -> int:
     say(f"ComfyUI with ComfyUI Remote is up at {url}")
     try:
         client_id = uuid.uuid4().hex
-        answer = http("POST", url + "/prompt", {"prompt": demo_prompt(), "client_id": client_id})
+        image = upload(url, PICTURE)
+        answer = http("POST", url + "/prompt", {"prompt": demo_prompt(image), "client_id": client_id})
         prompt_id = answer["prompt_id"]
-        say(f"queued the sandbox example (prompt {prompt_id}); waiting for it")
+        say(f"queued {PICTURE.name}, to be inverted remotely by the sandbox (prompt {prompt_id}); waiting for it")
         deadline = time.time() + 180
         entry = None
         while time.time() < deadline:
@@ -132,11 +162,13 @@ def main() -> int:
         if not entry or entry["status"]["status_str"] != "success":
             say(f"the example did not succeed: {json.dumps(entry and entry.get('status'))[:2000]}")
             return 1
-        image = entry["outputs"]["4"]["images"][0]
-        path = output_dir / image.get("subfolder", "") / image["filename"]
-        print(f"result: {path}")
-        print(f"open:   {url}  (sidebar: the cloud icon 'Remote' lists the task)")
-        return 0 if path.is_file() else 1
+        paths = {}
+        for node, label in OUTPUTS.items():
+            saved = entry["outputs"][node]["images"][0]
+            paths[label] = output_dir / saved.get("subfolder", "") / saved["filename"]
+            print(f"{label + ':':<13} {paths[label]}")
+        print(f"{'open:':<13} {url}  (sidebar: the cloud icon 'Remote' lists the task and its thumbnail)")
+        return 0 if all(p.is_file() for p in paths.values()) else 1
     finally:
         if os.environ.get("DEMO_KEEP", "1") == "0":
             stop()

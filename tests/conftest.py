@@ -99,8 +99,20 @@ def remote_comfy():
 
 
 @pytest.fixture(scope="session")
-def remote_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("remote_home")
+def comfy_proxy(remote_comfy, tmp_path_factory):
+    """The real comfy-api-proxy (Comfy API v2, self-hosted) in front of ``remote_comfy``."""
+    from .e2e import comfy_proxy as proxy
+
+    why = proxy.available()
+    if why:
+        pytest.skip(why)
+    inst = proxy.start(remote_comfy.url, tmp_path_factory.mktemp("comfy_proxy"))
+    yield inst
+    inst.stop()
+
+
+def make_home(home: Path) -> Path:
+    """A COMFYUI_REMOTE_HOME with the sandbox workflows in ``workflows/``."""
     (home / "workflows").mkdir()
     for wf in (REPO / "providers" / "sandbox_workflows").glob("*.json"):
         (home / "workflows" / wf.name).write_bytes(wf.read_bytes())
@@ -108,13 +120,24 @@ def remote_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def local_comfy(remote_comfy, fleet, remote_home):
+def remote_home(tmp_path_factory):
+    return make_home(tmp_path_factory.mktemp("remote_home"))
+
+
+def start_local(remote_comfy, fleet, home: Path, pack: Path = REPO, main_args: tuple = ()):
+    """A local ComfyUI with the pack at ``pack`` whose built-in profiles point at the fakes and
+    the remote ComfyUI; ``main_args`` go to its main.py (e.g. another frontend)."""
     from .e2e import harness
 
-    (remote_home / "profiles.toml").write_text(fleet.profiles_toml())
-    env = {"COMFYUI_REMOTE_HOME": str(remote_home), "COMFYUI_REMOTE_URL": remote_comfy.url,
+    (home / "profiles.toml").write_text(fleet.profiles_toml())
+    env = {"COMFYUI_REMOTE_HOME": str(home), "COMFYUI_REMOTE_URL": remote_comfy.url,
            "COMFYUI_REMOTE_TOKEN": CANARY, **fleet.env(CANARY)}
-    inst = harness.start((REPO, "comfyui_remote"), (REPO / "tests" / "local_nodes", "test_local_nodes"),
-                         env_extra=env)
+    return harness.start((pack, "comfyui_remote"), (REPO / "tests" / "local_nodes", "test_local_nodes"),
+                         env_extra=env, main_args=main_args)
+
+
+@pytest.fixture(scope="session")
+def local_comfy(remote_comfy, fleet, remote_home):
+    inst = start_local(remote_comfy, fleet, remote_home)
     yield inst
     inst.stop()

@@ -1,15 +1,21 @@
 // ComfyUI Remote — entry module of the "Remote" sidebar tab (design.md §4 panel hooks).
 // ComfyUI imports every .js under web/ at page load; this is the only one with side effects.
+// Works on frontend 1.27 and today's 1.5x: the task-event listener is registered at setup (1.5x
+// logs "Unknown message type" for events nobody listens to), and the tab icon is a Lucide class
+// where the page's stylesheet has them, PrimeIcons where it does not.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { mountPanel } from "./ui/panel.js";
+import { createTaskFeed } from "./lib/task_feed.js";
+import { hasLucideIcons, iconClass } from "./lib/frontend.js";
 
 const CSS_ID = "comfyui-remote-panel-css";
 
 // Kept across renders: ComfyUI calls render() with a new element every time the tab is shown
 // (without destroy() when switching tabs), so the previous instance is torn down first.
 let teardown = null;
+let feed = null;
 const memory = { state: null, profilesOpen: false };
 
 function loadCss() {
@@ -37,21 +43,25 @@ function notify(severity, summary, detail) {
 app.registerExtension({
   name: "comfyui_remote.panel",
   setup() {
+    // one listener for the extension's lifetime, even where there is no sidebar to show it in
+    if (!feed) feed = createTaskFeed(api, memory);
     const manager = app.extensionManager;
     if (!manager || typeof manager.registerSidebarTab !== "function") {
       console.warn("[comfyui_remote] this ComfyUI frontend has no sidebar tabs; the Remote panel is not shown");
       return;
     }
     loadCss();
+    const lucide = hasLucideIcons(document, window);
+    const icon = (name) => iconClass(name, lucide);
     manager.registerSidebarTab({
       id: "comfyui-remote",
-      icon: "pi pi-cloud",
+      icon: icon("cloud"),
       title: "Remote",
       tooltip: "Remote tasks",
       type: "custom",
       render(el) {
         stop();
-        teardown = mountPanel(el, { api, doc: document, win: window, memory, notify });
+        teardown = mountPanel(el, { api, doc: document, win: window, memory, feed, icon, notify });
       },
       destroy() {
         stop();

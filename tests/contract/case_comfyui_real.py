@@ -1,6 +1,9 @@
 """The ``comfyui`` provider against a REAL second ComfyUI (``../shared/tools/comfyui`` with the test
-node pack ``tests/remote_nodes``): the session fixture named by ``requires`` provides it. No faults
-can be injected into a real server; those scenarios run against the fake (``case_comfyui``)."""
+node pack ``tests/remote_nodes``): the session fixture named by ``requires`` provides it. The pack
+gives that 0.3.64 the jobs routes of newer servers, so the provider takes its jobs path here
+(``/api/jobs``, ``POST /api/jobs/{id}/cancel``); the old path on the same real server is tested in
+``tests/e2e/test_comfyui_jobs_real.py``. No faults can be injected into a real server; those
+scenarios run against the fakes (``case_comfyui``, ``case_comfyui_jobs``)."""
 from __future__ import annotations
 
 import json

@@ -60,7 +60,8 @@ class Instance:
 
 
 def start(*node_dirs: tuple[Path, str], env_extra: Optional[dict] = None, port: str = "auto",
-          fresh: bool = True) -> Instance:
+          fresh: bool = True, main_args: tuple = ()) -> Instance:
+    """``main_args`` go to ComfyUI's main.py (e.g. ``("--front-end-root", DIR)``)."""
     env = dict(os.environ)
     env.setdefault("COMFYUI_VENV", str(REPO / ".comfyui-venv"))
     env["COMFYUI_STATE"] = str(STATE)
@@ -70,6 +71,8 @@ def start(*node_dirs: tuple[Path, str], env_extra: Optional[dict] = None, port: 
         args += ["--custom-nodes", str(d), "--as", name]
     if fresh:
         args.append("--fresh")
+    if main_args:
+        args += ["--", *map(str, main_args)]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300, cwd=str(REPO))
     if proc.returncode != 0:
         raise RuntimeError(f"ComfyUI did not start:\n{proc.stderr[-4000:]}")

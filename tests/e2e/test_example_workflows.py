@@ -27,7 +27,7 @@ if why:
 PACK = "comfyui_remote"  # the --as name of the local_comfy fixture
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.json"))
 EXPECTED = {"sandbox_invert", "sandbox_solid_submit_wait", "sandbox_slow", "comfyui_remote_server", "runninghub",
-            "runninghub_app", "tensorart", "speedpix", "nextgpu", "recover"}
+            "runninghub_app", "tensorart", "speedpix", "nextgpu", "recover", "comfycloud"}
 # the frontend's widgets per node type, in order, written out independently of the converter
 # ("upload": LoadImage's button, saved as "image" but never sent to the API)
 WIDGETS = {

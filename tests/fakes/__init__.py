@@ -11,6 +11,7 @@ FAKES = {
     "tensorart": "tensorart:FakeTensorArt",
     "speedpix": "speedpix:FakeSpeedPix",
     "nextgpu": "nextgpu:FakeNextGPU",
+    "comfycloud": "comfycloud:FakeComfyCloud",
 }
 
 

@@ -5,7 +5,9 @@ Fault route names: ``prompt`` (POST /prompt), ``prompt_info``, ``history`` (GET 
 ``history_list``, ``view``, ``upload``, ``ws`` (HTTP faults refuse the handshake; ``ws_drop``
 closes the socket after ``after`` messages; ``ws_mute`` stops sending after ``after`` messages
 without closing), ``queue`` (GET /queue), ``queue_edit`` (POST /queue), ``interrupt``,
-``object_info``, ``system_stats``.
+``object_info``, ``system_stats``; with ``jobs_api=True`` (a newer server) also ``jobs`` (GET
+/api/jobs), ``job`` (GET /api/jobs/{id}), ``job_cancel`` (POST /api/jobs/{id}/cancel); ``static``
+(any other path: GET 404, other methods 405).
 """
 from __future__ import annotations
 

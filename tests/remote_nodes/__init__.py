@@ -13,9 +13,22 @@ run unchanged on a real server:
   so every run shows progress and can be cancelled
 - ``SandboxFail``     image, message -> raises RuntimeError(message) while executing
 
+It also gives ComfyUI 0.3.64 the jobs routes of newer servers, so tests can run the ``comfyui``
+provider's jobs path against a real server (answers built by ``sandbox/jobs.py`` from 0.3.64's own
+``PromptQueue``; facts in ``docs/providers/comfyui.md``):
+
+- ``GET /api/jobs`` (``status``, ``workflow_id``, ``sort_by``, ``sort_order``, ``limit``, ``offset``)
+- ``GET /api/jobs/{id}`` → the job (history entries with ``execution_error``, ``outputs``,
+  ``execution_status``) or 404 ``{"error": "Job not found"}``
+- ``POST /api/jobs/{id}/cancel`` → 200 ``{"cancelled": bool}``: deletes the prompt if pending,
+  interrupts only if that prompt runs (checked under the queue's mutex); finished or unknown: false
+
 Only imported by ComfyUI (it imports ``comfy``); the extension never imports it.
 """
 import asyncio
+import importlib.util
+import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -109,3 +122,75 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "SandboxSlowPass": "Sandbox Slow Pass",
     "SandboxFail": "Sandbox Fail",
 }
+
+
+# ---------------------------------------------------------------------------- the jobs routes of newer servers
+
+def _jobs_answers():
+    """``sandbox/jobs.py`` of the repository this pack is symlinked from (standard library only)."""
+    path = Path(__file__).resolve().parents[2] / "sandbox" / "jobs.py"
+    spec = importlib.util.spec_from_file_location("sandbox_remote_nodes_jobs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _add_jobs_routes(prompt_server):
+    from aiohttp import web
+
+    import nodes
+
+    jobs = _jobs_answers()
+    q = prompt_server.prompt_queue
+    routes = prompt_server.routes
+
+    def items(queue):
+        return [item[:5] for item in queue]  # like newer servers: without the sensitive 6th element
+
+    @routes.get("/api/jobs")
+    async def list_jobs(request):
+        running, pending = q.get_current_queue_volatile()
+        status, body = jobs.list_jobs(request.rel_url.query, items(running), items(pending), q.get_history())
+        return web.json_response(body, status=status)
+
+    @routes.get("/api/jobs/{job_id}")
+    async def get_job(request):
+        job_id = request.match_info["job_id"]
+        running, pending = q.get_current_queue_volatile()
+        job = jobs.get_job(job_id, items(running), items(pending), q.get_history(prompt_id=job_id))
+        return web.json_response(jobs.NOT_FOUND if job is None else job, status=404 if job is None else 200)
+
+    def interrupt_if_running(prompt_id):
+        with q.mutex:  # the check and the interrupt together, so it cannot hit the next prompt
+            if any(item[1] == prompt_id for item in q.currently_running.values()):
+                logging.info(f"Cancelling running prompt {prompt_id}")
+                nodes.interrupt_processing()
+                return True
+        return False
+
+    def dequeue(prompt_id):
+        logging.info(f"Cancelling pending prompt {prompt_id}")
+        return q.delete_queue_item(lambda item: item[1] == prompt_id)
+
+    @routes.post("/api/jobs/{job_id}/cancel")
+    async def cancel_job(request):
+        running, pending = q.get_current_queue()
+        answer = jobs.cancel(request.match_info["job_id"], running, pending, interrupt_if_running, dequeue)
+        return web.json_response(answer)
+
+
+def _install_jobs_routes():
+    try:
+        import server
+    except ImportError:
+        return
+    prompt_server = getattr(server.PromptServer, "instance", None)
+    if prompt_server is None:
+        return
+    try:
+        _add_jobs_routes(prompt_server)
+    except OSError as e:  # a copy of the pack, away from the repository: the node types still load
+        logging.warning(f"sandbox_remote_nodes: no jobs routes ({e})")
+
+
+_install_jobs_routes()

@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from comfyui_remote.sandbox import jobs
 from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
 from comfyui_remote.tests.fakes.toolkit import Clock
 
@@ -416,6 +417,10 @@ async def test_misc_routes_like_a_real_server(client: Client):
     assert (await s.get(f"{u}/view", params={"filename": "nope.png", "type": "input"})).status == 404
     assert (await s.get(f"{u}/view", params={"filename": "../x.png"})).status == 400
     assert await (await s.get(f"{u}/api/prompt")).json() == {"exec_info": {"queue_remaining": 0}}
+    # 0.3.64 has no jobs API: its static route answers (comfy-api-v2.md §8, verified)
+    assert (await s.get(f"{u}/api/jobs")).status == 404
+    r = await s.post(f"{u}/api/jobs/x/cancel")
+    assert (r.status, r.headers.get("Allow")) == (405, "GET,HEAD")
     r = await s.post(f"{u}/prompt", json={"x": 1})
     assert (r.status, await r.json()) == (400, {"error": {"type": "no_prompt", "message": "No prompt provided",
                                                           "details": "No prompt provided", "extra_info": {}},
@@ -447,3 +452,57 @@ async def test_token_mode_refuses_without_bearer():
             await ws.close()
     finally:
         await fake.stop()
+
+
+# --------------------------------------------------------------------------- the jobs API of newer servers
+# ``sandbox/jobs.py`` builds the answers of the fake's jobs mode and of the real test server's emulated
+# routes; the expectations below are those of upstream's ``tests/execution/test_jobs.py``.
+
+@pytest.mark.parametrize("outputs, count, previewable, preview", [
+    ({"n1": {"images": [{"filename": "temp.png", "type": "temp"}, {"filename": "output.png", "type": "output"}]}},
+     2, 2, {"filename": "output.png", "mediaType": "images", "nodeId": "n1"}),
+    ({"n1": {"latents": [{"filename": "l1.safetensors"}, {"filename": "l2.safetensors"}]}}, 2, 0, None),
+    ({"n1": {"result": ["preview3d_abc123.glb", None, None]}},
+     1, 1, {"filename": "preview3d_abc123.glb", "mediaType": "3d", "nodeId": "n1", "type": "output"}),
+    ({"text_node": {"text": ["a caption"]}, "image_node": {"images": [{"filename": "preview.png", "type": "temp"}]}},
+     1, 1, {"filename": "preview.png", "mediaType": "images"}),
+    ({"text_node": {"text": ["hello world"]}}, 0, 0, {"mediaType": "text", "content": "hello world"}),
+    ({"save_text": {"text": ["the text"], "files": [{"filename": "ComfyUI_00001.txt", "subfolder": "",
+                                                     "type": "output"}]}},
+     1, 1, {"filename": "ComfyUI_00001.txt", "mediaType": "files"}),
+    ({"n1": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]},
+      "n2": {"latents": [{"filename": "a.latent", "subfolder": "", "type": "output"}]}}, 2, 1, {"filename": "a.png"}),
+])
+def test_job_output_summary_like_upstream(outputs, count, previewable, preview):
+    got_count, got_preview, got_previewable = jobs.summary(outputs)
+    assert (got_count, got_previewable) == (count, previewable)
+    if preview is None:
+        assert got_preview is None
+    else:
+        assert {k: got_preview.get(k) for k in preview} == preview
+
+
+def test_job_status_and_error_from_history_like_upstream():
+    item = [3, "p", {"1": {}}, {"client_id": "c", "create_time": 1700000000000}, ["1"]]
+    error = {"prompt_id": "p", "node_id": "2", "node_type": "SandboxFail", "exception_type": "RuntimeError",
+             "exception_message": "boom\n", "timestamp": 30}
+
+    def entry(status_str, *messages):
+        return {"prompt": item, "outputs": {}, "status": {"status_str": status_str, "completed": status_str == "success",
+                                                          "messages": [["execution_start", {"timestamp": 10}],
+                                                                       *messages]}}
+
+    done = jobs.from_history("p", entry("success", ["execution_success", {"timestamp": 20}]))
+    assert done == {"id": "p", "status": "completed", "priority": 3, "create_time": 1700000000000,
+                    "execution_start_time": 10, "execution_end_time": 20, "outputs_count": 0,
+                    "previewable_outputs_count": 0}
+    failed = jobs.from_history("p", entry("error", ["execution_error", error]), detail=True)
+    assert failed["status"] == "failed" and failed["execution_error"] == error and failed["execution_end_time"] == 30
+    assert set(failed) >= {"outputs", "execution_status", "workflow"}
+    stopped = jobs.from_history("p", entry("error", ["execution_interrupted", {"timestamp": 25}]))
+    assert stopped["status"] == "cancelled" and "execution_error" not in stopped
+    assert jobs.from_queue(item, "pending") == {"id": "p", "status": "pending", "priority": 3,
+                                                "create_time": 1700000000000, "outputs_count": 0,
+                                                "previewable_outputs_count": 0}
+    assert jobs.list_jobs({"status": "done"}, [], [], {})[0] == 400
+    assert jobs.list_jobs({"limit": "0"}, [], [], {}) == (400, {"error": "limit must be a positive integer"})

@@ -1,4 +1,7 @@
-"""ComfyUIProvider (and SandboxProvider) against the fake ComfyUI, through public methods only."""
+"""ComfyUIProvider (and SandboxProvider) against the fake ComfyUI, through public methods only.
+
+The ``fake`` fixture plays both kinds of server: ``classic`` (0.3.64: ``/queue``, ``/history``,
+``/interrupt``) and ``jobs`` (a newer server with ``/api/jobs`` and ``POST /api/jobs/{id}/cancel``)."""
 from __future__ import annotations
 
 import asyncio
@@ -14,9 +17,9 @@ from PIL import Image
 
 from comfyui_remote.engine.profiles import Profiles
 from comfyui_remote.engine.transfer import Http, RetryPolicy
-from comfyui_remote.providers.base import (AnswerLost, AuthError, CancelResult, ConfigError, Override, RateLimited,
-                                           RejectedInput, RemoteFailure, RemoteRef, ServerError, State, SubmitSpec,
-                                           TaskGone)
+from comfyui_remote.providers.base import (AnswerLost, AuthError, CancelResult, ConfigError, NotFound, Override,
+                                           RateLimited, RejectedInput, RemoteFailure, RemoteRef, ServerError, State,
+                                           SubmitSpec, TaskGone)
 from comfyui_remote.providers.comfyui import ComfyUIProvider
 from comfyui_remote.providers.sandbox import SandboxProvider
 from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
@@ -45,26 +48,36 @@ def png(rgb=(10, 200, 30), size=(16, 8), alpha=None) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-async def fake():
-    f = FakeComfyUI(clock=Clock(speed=1.0))
+@pytest.fixture(params=["classic", "jobs"])
+async def fake(request):
+    f = FakeComfyUI(clock=Clock(speed=1.0), jobs_api=request.param == "jobs")
     await f.start()
     yield f
     await f.stop()
+
+
+def looks(fake) -> tuple[str, str]:
+    """The fake's route names of (the shared queue snapshot, one prompt's record) on its kind of server."""
+    return ("jobs", "job") if fake.jobs_api else ("queue", "history")
+
+
+def probes(fake) -> list:
+    """The jobs-API probes the fake saw (answered 404 by an old server's static route)."""
+    return [s for s in fake.log if s.path == "/api/jobs" and s.query.get("limit") == "1"]
 
 
 @pytest.fixture
 async def make(tmp_path, fake):
     made: list = []
 
-    async def _make(token=None, url=None, poll=0.05, target=None) -> ComfyUIProvider:
+    async def _make(token=None, url=None, poll=0.05, target=None, extra: str = "") -> ComfyUIProvider:
         home = tmp_path / f"home{len(made)}"
         home.mkdir()
         lines = ["[profiles.remote]", 'provider = "comfyui"', f'url = "{url or (target or fake).url}"',
                  f"poll_interval_s = {poll}"]
         if token:
             lines.append(f'token = "{token}"')
-        (home / "profiles.toml").write_text("\n".join(lines) + "\n")
+        (home / "profiles.toml").write_text("\n".join(lines + [extra]) + "\n")
         profile = Profiles(home).get("remote")
         http = Http(provider="comfyui", profile="remote", policy=RetryPolicy(attempts=4, base_s=0.01, cap_s=0.05))
         p = ComfyUIProvider(profile, http)
@@ -176,8 +189,11 @@ async def test_cancel_running_interrupts_only_that_prompt(make, fake):
     assert await p.cancel(ref) == CancelResult.REQUESTED
     final = (await drive.until_end(p, ref))[-1]
     assert final.state == State.CANCELLED
-    assert fake.interrupted == [ref.remote_id] and fake.interrupt_requests == [ref.remote_id]
-    assert fake.history[ref.remote_id]["status"]["status_str"] == "error"
+    assert fake.interrupted == [ref.remote_id] and fake.history[ref.remote_id]["status"]["status_str"] == "error"
+    if fake.jobs_api:  # one targeted request, no /queue edit, no /interrupt
+        assert fake.cancel_requests == [ref.remote_id] and fake.count("queue_edit") == fake.count("interrupt") == 0
+    else:
+        assert fake.interrupt_requests == [ref.remote_id]
 
 
 async def test_cancel_queued_deletes_without_interrupt_and_leaves_no_trace(make, fake):
@@ -189,6 +205,7 @@ async def test_cancel_queued_deletes_without_interrupt_and_leaves_no_trace(make,
     with pytest.raises(TaskGone):  # a deleted prompt has no history: the engine reads that as cancelled
         await drive.until_end(p, ref)
     assert fake.deleted == [ref.remote_id] and fake.interrupt_requests == [] and other in fake.running_ids()
+    assert fake.interrupted == [] and fake.count("queue_edit") == (0 if fake.jobs_api else 1)
 
 
 async def test_cancel_after_the_end_is_too_late(make, fake):
@@ -196,7 +213,8 @@ async def test_cancel_after_the_end_is_too_late(make, fake):
     ref, updates = await run(p, SubmitSpec(slow()))
     assert updates[-1].state == State.SUCCEEDED
     assert await p.cancel(ref) == CancelResult.TOO_LATE
-    assert fake.interrupt_requests == []
+    assert fake.interrupt_requests == [] and fake.interrupted == []
+    assert fake.cancel_requests == ([ref.remote_id] if fake.jobs_api else [])
 
 
 # --------------------------------------------------------------------------- auth and secrets
@@ -372,9 +390,10 @@ async def test_a_healthy_socket_spares_the_queue_and_many_tasks_share_one_look(m
     elapsed = loop.time() - t0
     assert all(u[-1].state == State.SUCCEEDED for _, u in results)
     intervals = elapsed / 0.05
-    assert fake.count("queue") <= intervals + 2, (fake.count("queue"), intervals)
-    assert fake.count("history") <= 8 * 3
-    assert fake.count("ws") == 1
+    snapshot, record = looks(fake)
+    assert fake.count(snapshot) - len(probes(fake)) <= intervals + 2, (fake.count(snapshot), intervals)
+    assert fake.count(record) <= 8 * 3
+    assert fake.count("ws") == 1 and len(probes(fake)) == 1
 
 
 async def test_ws_drop_reconnects_and_history_is_the_safety_net(make, fake):
@@ -407,6 +426,17 @@ async def test_upload_5xx_is_retried(make, fake):
     assert await p.upload(data, "image/png", name) == name and fake.count("upload") == 2
 
 
+async def test_a_new_prompt_is_not_gone_from_an_older_snapshot(make, fake):
+    """A queue snapshot taken before the submit was answered cannot say the prompt is gone."""
+    fake.faults.add("ws", "ws_mute", after=1)  # no status frames: nothing else refreshes the snapshot
+    p = await make(poll=30.0)  # a snapshot stays fresh for a whole interval
+    first = await drive.submit(p, SubmitSpec(slow(steps=100, step_seconds=0.02)))
+    assert (await p.poll(first)).state in (State.QUEUED, State.RUNNING)
+    second = await drive.submit(p, SubmitSpec(slow(steps=2)))
+    upd = await p.poll(second)
+    assert upd.state == State.QUEUED and upd.queue_position == 1, upd
+
+
 async def test_a_vanished_prompt_is_gone(make, fake):
     p = await make()
     ref = RemoteRef(remote_id=str(uuid.uuid4()), data={})
@@ -424,6 +454,8 @@ async def test_watch_after_restart_and_reconnect_of_old_client_id(make, fake):
     updates = await drive.until_end(p2, ref, live=live)
     assert updates[-1].state == State.SUCCEEDED and updates[-1].outputs
     assert any(s.query.get("clientId") == ref.data["client_id"] for s in fake.requests("ws")[1:])
+    # the node classes of a prompt queued by another process come from the server
+    assert any(u.node == "SandboxSlowPass #2" for u in live + updates if u.state == State.RUNNING), live + updates
 
 
 async def test_find_and_check(make, fake):
@@ -442,6 +474,99 @@ async def test_concurrent_tasks_share_one_socket(make, fake):
                                      for c in ("red", "green", "blue")))
     assert all(u[-1].state == State.SUCCEEDED for _, u in results)
     assert fake.count("ws") == 1 and len(fake.created) == 3
+
+
+# --------------------------------------------------------------------------- old and new servers
+
+async def test_each_kind_of_server_is_asked_its_own_way(make, fake):
+    p = await make()
+    await fake.queue_foreign(steps=3, step_seconds=0.05)
+    ref, updates = await run(p, SubmitSpec(slow()))
+    assert any(u.state == State.QUEUED and u.queue_position == 1 for u in updates), updates
+    assert updates[-1].state == State.SUCCEEDED and await p.outputs(ref) == updates[-1].outputs
+    assert (await p.find(ref.remote_id, SubmitSpec(slow()))).remote_id == ref.remote_id
+    assert await p.cancel(ref) == CancelResult.TOO_LATE
+    assert len(probes(fake)) == 1  # once per server, whatever it answered
+    new, old = ("jobs", "job", "job_cancel"), ("queue", "history", "queue_edit")
+    used, unused = (new, old) if fake.jobs_api else (old, new)
+    assert all(fake.count(r) >= 1 for r in used) and all(fake.count(r) == 0 for r in unused), \
+        [(s.method, s.path) for s in fake.log]
+
+
+async def test_a_profile_can_keep_the_old_routes(make, fake):
+    p = await make(extra='jobs_api = "off"')
+    ref = await drive.submit(p, SubmitSpec(slow(steps=200, step_seconds=0.01)))
+    await until_state(p, ref, State.RUNNING)
+    assert await p.cancel(ref) == CancelResult.REQUESTED
+    assert (await drive.until_end(p, ref))[-1].state == State.CANCELLED
+    assert not [s for s in fake.log if s.path.startswith("/api/jobs")]
+    assert fake.interrupt_requests == [ref.remote_id] and fake.cancel_requests == []
+
+
+async def test_a_server_without_the_cancel_route_is_cancelled_the_old_way(make, fake):
+    if not fake.jobs_api:
+        pytest.skip("runs once, on its own fake")
+    fake = FakeComfyUI(jobs_api="list")  # v0.6-v0.25: GET /api/jobs, no POST /api/jobs/{id}/cancel
+    await fake.start()
+    try:
+        p = await make(target=fake)
+        first = await drive.submit(p, SubmitSpec(slow(steps=200, step_seconds=0.01)))
+        second = await drive.submit(p, SubmitSpec(slow(steps=3, step_seconds=0.01)))
+        await until_state(p, first, State.RUNNING)
+        assert await p.cancel(second) == CancelResult.REQUESTED
+        assert await p.cancel(first) == CancelResult.REQUESTED
+        assert (await drive.until_end(p, first))[-1].state == State.CANCELLED
+        refused = [s for s in fake.requests("static") if s.method == "POST"]
+        assert [s.path for s in refused] == [f"/api/jobs/{second.remote_id}/cancel"]  # 405 once, then remembered
+        assert fake.deleted == [second.remote_id] and fake.interrupt_requests == [first.remote_id]
+        assert fake.count("job") >= 1 and fake.count("job_cancel") == 0
+    finally:
+        await fake.stop()
+
+
+async def test_a_failed_probe_is_asked_again(make, fake):
+    route = "jobs" if fake.jobs_api else "static"
+    fake.faults.add(route, "status", status=503, times=4)  # every attempt of the transport
+    p = await make()
+    ref = await drive.submit(p, SubmitSpec(slow()))
+    with pytest.raises(ServerError):
+        await p.poll(ref)
+    assert (await drive.until_end(p, ref))[-1].state == State.SUCCEEDED
+    assert len(probes(fake)) == 5
+
+
+async def test_a_page_instead_of_a_job_list_means_an_old_server(make, fake):
+    if not fake.jobs_api:
+        pytest.skip("the classic server has no job list to replace")
+    fake.faults.add("jobs", "status", status=200, body="<html><body>app</body></html>")  # a front end's fallback
+    p = await make()
+    ref, updates = await run(p, SubmitSpec(slow()))
+    assert updates[-1].state == State.SUCCEEDED
+    assert fake.count("history") >= 1 and fake.count("job") == 0 and len(probes(fake)) == 1
+
+
+async def test_a_server_that_lost_the_jobs_api_is_probed_again(make, fake):
+    if not fake.jobs_api:
+        pytest.skip("the classic server has no jobs API to lose")
+    p = await make()
+    ref, _ = await run(p, SubmitSpec(slow()))
+    fake.faults.add("job", "status", status=404, body="404: Not Found")  # a static route's page
+    p2 = await make()
+    with pytest.raises(NotFound):
+        await p2.poll(ref)
+    assert (await p2.poll(ref)).state == State.SUCCEEDED
+    assert len(probes(fake)) == 3  # p, then p2 twice: once at first, once after the route went away
+
+
+async def test_a_proxy_404_on_a_record_is_not_read_as_gone(make, fake):
+    p = await make()
+    ref, _ = await run(p, SubmitSpec(slow()))
+    fake.faults.add(looks(fake)[1], "status", status=404, body={"error": "proxy says no"})
+    p2 = await make()
+    with pytest.raises(NotFound) as e:  # "status unavailable" for the engine, not the task's end
+        await p2.poll(ref)
+    assert not isinstance(e.value, TaskGone)
+    assert (await p2.poll(ref)).state == State.SUCCEEDED
 
 
 # --------------------------------------------------------------------------- sandbox

@@ -16,6 +16,11 @@ export async function resolve(specifier, context, next) {
 }`;
 register("data:text/javascript," + encodeURIComponent(hooks));
 
+const TASK = {
+  id: "t-early", remote_id: "r9", profile: "sandbox", provider: "sandbox", workflow: "invert.json", state: "running",
+  progress: 0.5, created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:01Z", outputs: [],
+};
+
 test("registers one sidebar tab with the contract's id and fields; render/destroy tear down", async () => {
   const doc = createDocument();
   const api = new FakeApi(async (m, route) => (route === "/comfyui_remote/profiles" ? [200, []] : [200, { tasks: [], next: null }]));
@@ -25,14 +30,17 @@ test("registers one sidebar tab with the contract's id and fields; render/destro
     registerExtension: (ext) => extensions.push(ext),
     extensionManager: { registerSidebarTab: (tab) => tabs.push(tab), toast: { add() {} } },
   };
+  const probed = [];
   globalThis.__comfyStub = { app, api };
   globalThis.document = doc;
-  globalThis.window = {};
+  globalThis.window = {}; // frontend 1.27: no Lucide classes in the page's stylesheet
   try {
     await import("../remote_panel.js");
     assert.equal(extensions.length, 1);
     assert.equal(extensions[0].name, "comfyui_remote.panel");
+    assert.equal(api.listenerCount("comfyui_remote.task"), 0, "nothing is registered before setup");
     extensions[0].setup();
+    assert.equal(api.listenerCount("comfyui_remote.task"), 1, "the task listener exists from setup on, before the tab opens");
     assert.equal(tabs.length, 1);
     const tab = tabs[0];
     assert.deepEqual(
@@ -46,20 +54,42 @@ test("registers one sidebar tab with the contract's id and fields; render/destro
     assert.equal(links[0].getAttribute("rel"), "stylesheet");
     assert.match(links[0].getAttribute("href"), /\/web\/remote_panel\.css$/);
 
+    api.emit("comfyui_remote.task", TASK); // arrives while the tab is closed
     for (let i = 0; i < 3; i += 1) {
       const el = doc.createElement("div");
       doc.body.appendChild(el);
       tab.render(el);
       await flush();
       assert.ok(el.querySelector('[data-role="remote-panel"]'));
+      assert.equal(el.querySelector('[data-task-id="t-early"]').getAttribute("data-state"), "running",
+        "an event from before the tab was opened is shown");
     }
-    assert.equal(api.listenerCount("comfyui_remote.task"), 1, "previous renders were torn down");
-    assert.equal(api.listenerCount("status"), 1);
+    assert.equal(api.listenerCount("comfyui_remote.task"), 1, "renders add no task listener of their own");
+    assert.equal(api.listenerCount("status"), 1, "previous renders were torn down");
     tab.destroy();
-    assert.equal(api.listenerCount("comfyui_remote.task"), 0);
+    assert.equal(api.listenerCount("comfyui_remote.task"), 1, "the setup listener outlives the panel");
     assert.equal(api.listenerCount("reconnected"), 0);
+    assert.equal(api.listenerCount("status"), 0);
+
+    // today's frontend: its stylesheet gives icon-[lucide--cloud] a mask image
+    globalThis.window = {
+      getComputedStyle(node) {
+        probed.push(node.getAttribute("class"));
+        return { maskImage: node.getAttribute("class") === "icon-[lucide--cloud]" ? 'url("data:image/svg+xml,x")' : "none" };
+      },
+    };
     extensions[0].setup();
+    assert.equal(tabs[1].icon, "icon-[lucide--cloud]");
+    assert.deepEqual(probed, ["icon-[lucide--cloud]"]);
+    assert.equal(doc.body.children.filter((c) => c.tagName === "I").length, 0, "the probe element is removed again");
+    assert.equal(api.listenerCount("comfyui_remote.task"), 1, "setup twice still listens once");
     assert.equal(doc.head.querySelectorAll("link").length, 1, "the stylesheet is linked once");
+    const el = doc.createElement("div");
+    doc.body.appendChild(el);
+    tabs[1].render(el);
+    await flush();
+    assert.match(el.querySelector('[data-role="refresh"] i').getAttribute("class"), /icon-\[lucide--refresh-cw\]/);
+    tabs[1].destroy();
   } finally {
     delete globalThis.__comfyStub;
     delete globalThis.document;

@@ -108,6 +108,8 @@ export class FakeElement {
   }
   set value(v) { this._value = String(v); }
   select() {}
+  focus() { this.ownerDocument.activeElement = this; }
+  blur() { if (this.ownerDocument.activeElement === this) this.ownerDocument.activeElement = this.ownerDocument.body; }
 
   _detach(node) {
     if (node.parentNode) {
@@ -204,6 +206,7 @@ export function createDocument() {
   doc.head = doc.createElement("head");
   doc.body = doc.createElement("body");
   doc.documentElement.append(doc.head, doc.body);
+  doc.activeElement = doc.body;
   return doc;
 }
 

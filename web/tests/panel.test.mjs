@@ -458,3 +458,54 @@ test("a key saved while the profile list is loading still triggers a fresh load"
   assert.equal(p.$('[data-profile="runninghub"]').getAttribute("data-configured"), "true");
   assert.equal(p.memory.profilesOpen, true, "open state is remembered for the next render");
 });
+
+test("one polite live region announces state changes and errors; error rows carry no alert role", async (t) => {
+  const p = setup();
+  t.after(p.teardown);
+  await flush();
+  const regions = p.$$("[aria-live]");
+  assert.equal(regions.length, 1, "exactly one live region");
+  assert.equal(p.$$('[role="alert"]').length + p.$$('[role="status"]').length, 1);
+  const live = p.$('[data-role="live"]');
+  assert.equal(live.getAttribute("aria-live"), "polite");
+  assert.equal(live.textContent, "", "the initial list load is not read out");
+  p.api.emit(TASK_EVENT, task({ progress: 0.5, updated_at: "2025-01-01T00:00:09Z" }));
+  assert.equal(live.textContent, "", "progress ticks are not read out");
+  p.api.emit(TASK_EVENT, task({ state: "failed", error: "KSampler #3: out of memory", updated_at: "2025-01-01T00:01:00Z" }));
+  assert.equal(live.textContent, "Remote task runninghub 1979 failed: KSampler #3: out of memory.");
+  assert.equal(p.$('[data-role="error"]').getAttribute("role"), null);
+  p.row("t1").querySelector('[data-action="recover"]').click();
+  await flush();
+  assert.equal(live.textContent, "Recover failed: no route POST /comfyui_remote/tasks/t1/recover");
+  p.$('[data-role="profiles-toggle"]').parentNode.setAttribute("open", "");
+  p.$('[data-role="profiles-toggle"]').parentNode.dispatchEvent(new FakeEvent("toggle"));
+  await flush();
+  p.$('[data-profile="runninghub"] [data-role="key-form"]').dispatchEvent(new FakeEvent("submit"));
+  assert.equal(live.textContent, "Profile runninghub: Enter a value first.");
+  assert.equal(p.$$("[aria-live]").length, 1, "profile results use the same region");
+});
+
+test("keyboard: a focused Cancel keeps the focus while it runs and hands it on when it is gone", async (t) => {
+  let answer;
+  const p = setup({
+    server: { "POST /comfyui_remote/tasks/t1/cancel": () => new Promise((r) => { answer = r; }) },
+  });
+  t.after(p.teardown);
+  await flush();
+  const cancel = p.row("t1").querySelector('[data-action="cancel"]');
+  cancel.focus();
+  cancel.click(); // Enter or Space on a focused button is a click
+  await flush();
+  const busy = p.row("t1").querySelector('[data-action="cancel"]');
+  assert.equal(busy.textContent, "Cancelling…");
+  assert.equal(busy.getAttribute("aria-disabled"), "true");
+  assert.equal(busy.disabled, false, "a busy button stays focusable");
+  assert.equal(p.doc.activeElement, busy, "the focus moved to the rebuilt button");
+  busy.click();
+  answer([200, task({ state: "cancelled", updated_at: "2025-01-01T00:00:30Z" })]);
+  await flush();
+  assert.equal(p.api.routes("POST", "/comfyui_remote/tasks/t1/cancel").length, 1);
+  assert.equal(p.row("t1").querySelector('[data-action="cancel"]'), null);
+  assert.equal(p.doc.activeElement.getAttribute("data-action"), "copy-id", "focus went to the next action, not to the page");
+  assert.equal(p.$('[data-role="live"]').textContent, "Remote task runninghub 1979 was cancelled.");
+});

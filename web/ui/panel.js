@@ -1,6 +1,7 @@
 // The Remote panel body: filters, task list (newest first, "Load more" by cursor), live merge of
-// `comfyui_remote.task` events, refresh on "reconnected"/"status" (throttled) and on mount, and
-// the profiles section. mountPanel() returns a teardown that removes every listener and timer.
+// `comfyui_remote.task` events (from the extension's task feed), refresh on "reconnected"/"status"
+// (throttled) and on mount, the profiles section, and ONE polite live region that announces state
+// changes and errors. mountPanel() returns a teardown that removes every listener and timer.
 // ComfyUI objects (api, document, window) are passed in, so node tests can drive it with fakes.
 
 import { el, setAttr, setText, reconcileChildren } from "./dom.js";
@@ -10,8 +11,10 @@ import { copyText } from "./clipboard.js";
 import { createClient, outputRoute } from "../lib/client.js";
 import { FILTERS, initialState, reduce, visibleTasks, nextCursor, pageKey, isActive } from "../lib/state.js";
 import { truncate } from "../lib/format.js";
+import { createTaskFeed, TASK_EVENT } from "../lib/task_feed.js";
+import { statusChanges } from "../lib/announce.js";
 
-export const TASK_EVENT = "comfyui_remote.task";
+export { TASK_EVENT };
 
 const FILTER_LABEL = { active: "Active", finished: "Finished", failed: "Failed" };
 const EMPTY_TEXT = {
@@ -22,9 +25,12 @@ const EMPTY_TEXT = {
 };
 
 /**
- * options: {api, doc, win, memory, notify(severity, summary, detail), pageSize, refreshDelayMs, tickMs}
+ * options: {api, doc, win, memory, feed, icon, notify(severity, summary, detail), pageSize, refreshDelayMs, tickMs}
  *   api     ComfyUI's api: fetchApi, apiURL, addEventListener, removeEventListener
  *   memory  a plain object kept by the caller across mounts: {state, profilesOpen}
+ *   feed    the extension's task feed over `memory` (lib/task_feed.js); without one the panel
+ *           listens for task events itself while it is mounted
+ *   icon    icon(name) → the frontend's icon class for "refresh", or null for a text glyph
  */
 export function mountPanel(root, options) {
   const { api, doc } = options;
@@ -35,6 +41,9 @@ export function mountPanel(root, options) {
   const refreshDelayMs = options.refreshDelayMs ?? 2000;
   const tickMs = options.tickMs ?? 1000;
   if (!memory.state) memory.state = initialState();
+  const ownFeed = options.feed ? null : createTaskFeed(api, memory);
+  const feed = options.feed || ownFeed;
+  const iconOf = options.icon || (() => null);
 
   const client = createClient((route, init) => api.fetchApi(route, init));
   const rows = new Map();
@@ -50,20 +59,31 @@ export function mountPanel(root, options) {
   };
 
   // ---- skeleton -------------------------------------------------------------------------
+  const refreshIcon = iconOf("refresh");
   const refreshBtn = el(doc, "button", {
-    class: "crp-btn crp-icon-btn", text: "⟳", title: "Refresh",
+    class: "crp-btn crp-icon-btn", text: refreshIcon ? null : "⟳", title: "Refresh",
     attrs: { type: "button", "data-role": "refresh", "aria-label": "Refresh" },
-  });
+  }, [refreshIcon ? el(doc, "i", { class: `${refreshIcon} crp-icon`, attrs: { "aria-hidden": "true" } }) : null]);
   const filterBtns = FILTERS.map((f) => el(doc, "button", {
     class: "crp-filter", text: FILTER_LABEL[f], title: `Show only ${f} tasks (click again for all)`,
     attrs: { type: "button", "data-filter": f, "aria-pressed": "false" },
   }));
   const header = el(doc, "div", { class: "crp-header" }, [
+    // title and refresh share the first line; the filters follow on it when the sidebar is wide enough
     el(doc, "span", { class: "crp-title", text: "Remote tasks" }),
-    el(doc, "span", { class: "crp-filters", attrs: { role: "group", "aria-label": "Filter tasks" } }, filterBtns),
     refreshBtn,
+    el(doc, "span", { class: "crp-filters", attrs: { role: "group", "aria-label": "Filter tasks" } }, filterBtns),
   ]);
-  const panelMessage = el(doc, "div", { class: "crp-panel-message", attrs: { "data-role": "panel-message", role: "status", hidden: true } });
+  const panelMessage = el(doc, "div", { class: "crp-panel-message", attrs: { "data-role": "panel-message", hidden: true } });
+  // The one live region: state changes, errors and profile results are read out from here only.
+  const live = el(doc, "div", {
+    class: "crp-sr-only", attrs: { "data-role": "live", role: "status", "aria-live": "polite", "aria-atomic": "true" },
+  });
+  function announce(text) {
+    if (disposed || !text) return;
+    // the same sentence twice in a row must be read twice: make the text differ
+    live.textContent = live.textContent === text ? `${text}\u00a0` : text;
+  }
   const list = el(doc, "div", { class: "crp-task-list", attrs: { role: "list", "data-role": "task-list" } });
   const empty = el(doc, "div", { class: "crp-empty crp-muted", attrs: { "data-role": "empty", hidden: true } });
   const moreBtn = el(doc, "button", {
@@ -82,9 +102,10 @@ export function mountPanel(root, options) {
       await client.setKey(name, field, value);
       loadProfiles();
     },
+    announce: (text) => announce(text),
   });
   const container = el(doc, "div", { class: "crp-panel", attrs: { "data-role": "remote-panel" } }, [
-    header, panelMessage, empty, list, moreBtn, profiles.el,
+    header, panelMessage, empty, list, moreBtn, profiles.el, live,
   ]);
   root.replaceChildren(container);
 
@@ -136,6 +157,7 @@ export function mountPanel(root, options) {
   function showError(prefix, e) {
     const msg = truncate(e && e.message ? e.message : String(e), 300);
     setText(panelMessage, `${prefix}: ${msg}`);
+    announce(`${prefix}: ${msg}`);
   }
 
   // ---- loading --------------------------------------------------------------------------
@@ -234,7 +256,9 @@ export function mountPanel(root, options) {
     render();
     try {
       const answer = action === "cancel" ? await client.cancelTask(task.id) : await client.recoverTask(task.id);
+      const before = memory.state;
       memory.state = reduce(memory.state, { type: "task", task: answer });
+      announce(statusChanges(before, memory.state));
     } catch (e) {
       const verb = action === "cancel" ? "Cancel" : "Recover";
       notify("error", `${verb} failed`, truncate(e && e.message ? e.message : String(e), 300));
@@ -246,15 +270,15 @@ export function mountPanel(root, options) {
   }
 
   // ---- events ---------------------------------------------------------------------------
-  const onTask = (event) => {
-    const detail = event ? event.detail : null;
-    for (const t of Array.isArray(detail) ? detail : [detail]) dispatch({ type: "task", task: t });
-  };
+  const unsubscribe = feed.subscribe((before, after) => {
+    render();
+    announce(statusChanges(before, after));
+  });
   const onReconnected = () => {
     if (onScreen()) refresh();
   };
   const onStatus = () => refreshSoon();
-  const listeners = [[TASK_EVENT, onTask], ["reconnected", onReconnected], ["status", onStatus]];
+  const listeners = [["reconnected", onReconnected], ["status", onStatus]];
   for (const [type, fn] of listeners) api.addEventListener(type, fn);
 
   refreshBtn.addEventListener("click", () => refresh());
@@ -281,6 +305,8 @@ export function mountPanel(root, options) {
   return function teardown() {
     if (disposed) return;
     disposed = true;
+    unsubscribe();
+    if (ownFeed) ownFeed.close();
     for (const [type, fn] of listeners) api.removeEventListener(type, fn);
     clearInterval(ticker);
     if (refreshTimer !== null) clearTimeout(refreshTimer);

@@ -1,6 +1,7 @@
 // Profiles section of the Remote panel: one row per profile ([data-profile=NAME],
 // data-configured) with its provider, endpoint and configured yes/no — never a key — a
 // "Test connection" button and a write-only "Set key" form whose input is cleared after sending.
+// Results are shown beside the button and read out through the panel's live region (ctx.announce).
 
 import { el, setAttr, setText } from "./dom.js";
 import { keyFields, fieldLabel } from "../lib/key_fields.js";
@@ -18,7 +19,7 @@ function capabilityNames(caps) {
 
 /**
  * ctx: {doc, open: bool, onToggle(open), onTest(name) → Promise<{ok, message}>,
- *       onSetKey(name, field, value) → Promise<void>}
+ *       onSetKey(name, field, value) → Promise<void>, announce(text)?}
  * Returns {el, setProfiles(list), setMessage(text)}.
  */
 export function createProfilesSection(ctx) {
@@ -29,9 +30,15 @@ export function createProfilesSection(ctx) {
   const details = el(doc, "details", { class: "crp-profiles-section", attrs: { open: ctx.open } }, [summary, message, list]);
   details.addEventListener("toggle", () => ctx.onToggle(details.open));
   const rows = new Map();
+  const announce = ctx.announce || (() => {});
+  function showResult(node, ok, text, subject) {
+    setAttr(node, "class", `crp-test-result ${ok ? "crp-ok" : "crp-fail"}`);
+    setText(node, text);
+    announce(`${subject}: ${text}`);
+  }
 
   function testBlock(name, refs) {
-    const result = el(doc, "span", { class: "crp-test-result", attrs: { "data-role": "test-result", role: "status", hidden: true } });
+    const result = el(doc, "span", { class: "crp-test-result", attrs: { "data-role": "test-result", hidden: true } });
     const btn = el(doc, "button", {
       class: "crp-btn",
       text: "Test connection",
@@ -45,11 +52,9 @@ export function createProfilesSection(ctx) {
       setText(result, "Testing…");
       try {
         const r = await ctx.onTest(name);
-        setAttr(result, "class", `crp-test-result ${r.ok ? "crp-ok" : "crp-fail"}`);
-        setText(result, truncate(r.message || (r.ok ? "Connection OK" : "Connection failed"), 300));
+        showResult(result, r.ok, truncate(r.message || (r.ok ? "Connection OK" : "Connection failed"), 300), `Profile ${name}`);
       } catch (e) {
-        setAttr(result, "class", "crp-test-result crp-fail");
-        setText(result, truncate(e && e.message ? e.message : String(e), 300));
+        showResult(result, false, truncate(e && e.message ? e.message : String(e), 300), `Profile ${name}`);
       } finally {
         btn.disabled = false;
       }
@@ -81,7 +86,7 @@ export function createProfilesSection(ctx) {
       fieldControl = el(doc, "span", { class: "crp-muted", text: fieldLabel(fields[0]), attrs: { "data-role": "key-field", "data-field": fields[0] } });
     }
     const submit = el(doc, "button", { class: "crp-btn", text: "Set key", attrs: { type: "submit", "data-role": "set-key" } });
-    const result = el(doc, "span", { class: "crp-test-result", attrs: { "data-role": "key-result", role: "status", hidden: true } });
+    const result = el(doc, "span", { class: "crp-test-result", attrs: { "data-role": "key-result", hidden: true } });
     refs.key = result;
     const form = el(doc, "form", { class: "crp-keyform", attrs: { "data-role": "key-form", autocomplete: "off" } }, [
       fieldControl, input, submit, result,
@@ -92,8 +97,7 @@ export function createProfilesSection(ctx) {
       const field = fields.length > 1 ? fieldControl.value || fields[0] : fields[0];
       input.value = "";
       if (!value) {
-        setAttr(result, "class", "crp-test-result crp-fail");
-        setText(result, "Enter a value first.");
+        showResult(result, false, "Enter a value first.", `Profile ${name}`);
         return;
       }
       submit.disabled = true;
@@ -101,11 +105,9 @@ export function createProfilesSection(ctx) {
       setText(result, "Saving…");
       try {
         await ctx.onSetKey(name, field, value);
-        setAttr(result, "class", "crp-test-result crp-ok");
-        setText(result, `${fieldLabel(field)} saved.`);
+        showResult(result, true, `${fieldLabel(field)} saved.`, `Profile ${name}`);
       } catch (e) {
-        setAttr(result, "class", "crp-test-result crp-fail");
-        setText(result, truncate(e && e.message ? e.message : String(e), 300));
+        showResult(result, false, truncate(e && e.message ? e.message : String(e), 300), `Profile ${name}`);
       } finally {
         submit.disabled = false;
       }

@@ -2,6 +2,8 @@
 // (up to 5/s per task) neither rebuild buttons under the pointer nor reload thumbnails.
 // Panel hooks (design.md §4): data-task-id, data-remote-id, data-provider, data-state,
 // data-reused, data-progress; img[data-role=thumbnail]; [data-role=error]; data-action buttons.
+// Errors are plain text (the panel's one live region announces them, rows carry no role=alert);
+// a button that was focused keeps the focus when the actions are rebuilt (keyboard use).
 
 import { el, setAttr, setText } from "./dom.js";
 import {
@@ -60,13 +62,13 @@ export function createTaskRow(ctx, task) {
   const fill = el(doc, "div", { class: "crp-progress-fill" });
   const bar = el(doc, "div", {
     class: "crp-progress",
-    attrs: { role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" },
+    attrs: { role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-label": "Remote progress" },
   }, [fill]);
   const message = el(doc, "div", { class: "crp-message", attrs: { "data-role": "message" } });
   const errorSlot = el(doc, "div", { class: "crp-error-slot" });
   const thumbs = el(doc, "div", { class: "crp-thumbs" });
   const actions = el(doc, "div", { class: "crp-actions" });
-  const row = el(doc, "div", { class: "crp-task", attrs: { role: "listitem" } }, [
+  const row = el(doc, "div", { class: "crp-task", attrs: { role: "listitem", tabindex: "-1" } }, [
     head, workflow, meta, bar, message, errorSlot, thumbs, actions,
   ]);
 
@@ -86,7 +88,7 @@ export function createTaskRow(ctx, task) {
     if (existing) {
       if (existing.textContent !== text) existing.textContent = text;
     } else {
-      errorSlot.appendChild(el(doc, "div", { class: "crp-error", text, attrs: { "data-role": "error", role: "alert" } }));
+      errorSlot.appendChild(el(doc, "div", { class: "crp-error", text, attrs: { "data-role": "error" } }));
     }
   }
 
@@ -131,17 +133,24 @@ export function createTaskRow(ctx, task) {
     setAttr(thumbs, "hidden", nodes.length === 0);
   }
 
-  function button(action, label, title, disabled) {
+  // `busy` buttons stay focusable (aria-disabled), so a keyboard user who pressed Cancel keeps
+  // the focus on it while the request runs; `disabled` is for actions that cannot be taken.
+  function button(action, label, title, { disabled = false, busy = false } = {}) {
     const b = el(doc, "button", {
       class: "crp-btn",
       text: label,
       title,
-      attrs: { type: "button", "data-action": action, disabled },
+      attrs: { type: "button", "data-action": action, disabled, "aria-disabled": busy ? "true" : null, "aria-busy": busy ? "true" : null },
     });
     b.addEventListener("click", () => {
-      if (!b.disabled && current) ctx.onAction(action, current, b);
+      if (!b.disabled && b.getAttribute("aria-disabled") !== "true" && current) ctx.onAction(action, current, b);
     });
     return b;
+  }
+
+  function focusedAction() {
+    const active = doc.activeElement;
+    return active && active.parentNode === actions ? active.getAttribute("data-action") : null;
   }
 
   function renderActions(t) {
@@ -157,14 +166,14 @@ export function createTaskRow(ctx, task) {
     if (showCancel(t)) {
       const enabled = cancelEnabled(t);
       nodes.push(button("cancel", busyCancel ? "Cancelling…" : "Cancel",
-        enabled ? "Cancel the remote task" : CANCEL_DISABLED_TIP, !enabled || busyCancel));
+        enabled ? "Cancel the remote task" : CANCEL_DISABLED_TIP, { disabled: !enabled, busy: busyCancel }));
     }
     if (showRecover(t)) {
       nodes.push(button("recover", busyRecover ? "Recovering…" : "Recover",
-        "Look the task up on the provider again and fetch its results", busyRecover));
+        "Look the task up on the provider again and fetch its results", { busy: busyRecover }));
     }
     if (t.remote_id) {
-      nodes.push(button("copy-id", "Copy id", `Copy the remote id ${truncate(t.remote_id, 100)}`, false));
+      nodes.push(button("copy-id", "Copy id", `Copy the remote id ${truncate(t.remote_id, 100)}`));
     }
     if (consoleUrl) {
       nodes.push(el(doc, "a", {
@@ -174,8 +183,15 @@ export function createTaskRow(ctx, task) {
         attrs: { "data-action": "open", href: consoleUrl, target: "_blank", rel: "noopener noreferrer" },
       }));
     }
+    const hadFocus = focusedAction();
     actions.replaceChildren(...nodes);
     setAttr(actions, "hidden", nodes.length === 0);
+    if (hadFocus) {
+      // the same action if it is still offered, else the first one left, else the row itself
+      const next = nodes.find((n) => n.getAttribute("data-action") === hadFocus && !n.disabled)
+        || nodes.find((n) => !n.disabled) || row;
+      next.focus();
+    }
   }
 
   function tick(nowMs = Date.now()) {
