@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mimetypes
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from ..providers.base import (AmbiguousSubmit, NotSupported, Override, RemoteError, RemoteRef, RemoteTimeout, State,
@@ -104,6 +105,7 @@ class SubmitMixin:
 
     async def _submit_steps(self, live: Live, spec: SubmitSpec) -> RemoteRef:
         provider = live.provider
+        refuse_file_kinds(provider, spec)
         pre = await provider.validate(spec)
         if pre.cost_estimate is not None:
             unit = f" {pre.cost_unit}" if pre.cost_unit else ""
@@ -136,10 +138,10 @@ class SubmitMixin:
 
     async def _upload_inputs(self, live: Live, spec: SubmitSpec) -> SubmitSpec:
         provider = live.provider
-        files = [o for o in spec.overrides if o.kind == "image"]
+        files = [o for o in spec.overrides if o.is_file]
         out = []
         for o in spec.overrides:
-            if o.kind != "image":
+            if not o.is_file:
                 out.append(o)
                 continue
             digest = o.sha256 or hashlib.sha256(o.value).hexdigest()
@@ -150,13 +152,14 @@ class SubmitMixin:
                 out.append(o.with_value(cached[0]))
                 continue
             n = files.index(o) + 1
-            await self._save(live, message=f"uploading image {n} of {len(files)} for {o.target}")
+            what = f"uploading {o.kind} {n} of {len(files)}"
+            await self._save(live, message=f"{what} for {o.target}")
+            mime, name = upload_name(o, digest)
             try:
-                value = await self._look(live, lambda o=o: provider.upload(o.value, "image/png", f"{digest}.png"),
-                                         f"uploading image {n} of {len(files)}")
+                value = await self._look(live, lambda o=o: provider.upload(o.value, mime, name), what)
             except RemoteError as e:
                 if not e.field:
-                    e.field = "image"
+                    e.field = o.kind
                 e.detail = f"upload for target {o.target} failed: {e.detail}"
                 raise
             self._upload_cache[cache_key] = (value, time.time())
@@ -301,3 +304,23 @@ def spec_from_json(data: Any, profile: str) -> SubmitSpec:
     overrides = tuple(Override(str(t), str(k), v, sha256=h) for t, k, v, h in data.get("overrides") or []
                       if not isinstance(v, (bytes, bytearray)))
     return SubmitSpec(workflow=str(data.get("workflow") or ""), overrides=overrides, profile=profile)
+
+
+def refuse_file_kinds(provider: Any, spec: SubmitSpec) -> None:
+    """A file input the service cannot take is refused before anything is paid (design §2)."""
+    takes = tuple(provider.capabilities.input_kinds) if provider.capabilities.uploads else ()
+    for o in spec.overrides:
+        if o.is_file and o.kind not in takes:
+            can = ", ".join(takes) if takes else "no files"
+            raise provider.error(NotSupported, f"{provider.name} cannot take a {o.kind} input (target {o.target}); "
+                                               f"it takes {can}", field=o.kind,
+                                 hint="pass a URL of the file with RemoteInputText where the workflow takes one")
+
+
+def upload_name(o: Override, digest: str) -> tuple[str, str]:
+    """The type and content-addressed name a file goes up under: ``<sha256>.png`` for images,
+    ``<sha256>-<own name>`` for other files (the service sees the real extension)."""
+    if o.kind == "image" and not o.name:
+        return o.mime or "image/png", f"{digest}.png"
+    own = PurePosixPath((o.name or "").replace("\\", "/")).name or f"input.{o.kind}"
+    return o.mime or mimetypes.guess_type(own)[0] or "application/octet-stream", f"{digest[:32]}-{own}"

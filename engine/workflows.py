@@ -43,7 +43,7 @@ def reuse_key(profile: Profile, text: str, overrides: list[Override]) -> str:
         canon = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
     except ValueError:
         canon = text
-    items = [(o.target.strip(), o.kind, o.sha256 if o.kind == "image" else repr(o.value)) for o in overrides]
+    items = [(o.target.strip(), o.kind, o.sha256 if o.is_file else repr(o.value)) for o in overrides]
     # settings that change what the service makes (RunningHub's instance_type or base_workflow_id,
     # SpeedPix's resource_config_id, nextGPU's image_count, …) are part of the key; pacing is not
     settings = {k: repr(v) for k, v in sorted((getattr(profile, "settings", None) or {}).items())

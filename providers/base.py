@@ -93,6 +93,9 @@ class Capabilities:
     client_chosen_id: bool = False  # the submission key *is* the remote id (known before submit)
     findable: bool = False  # find(key) can tell whether an ambiguous submit created a task
     addressing: str = "node"  # "node" (targets are NODE_ID.FIELD) or "field" (plain names)
+    # the file kinds ``upload`` takes (design §2: image, video, audio, file); an input of another
+    # kind is refused by the engine before anything is paid, naming the node and what the service takes
+    input_kinds: tuple[str, ...] = ("image",)
 
     @property
     def can_find(self) -> bool:
@@ -144,12 +147,18 @@ def parse_target(raw: str, addressing: str) -> Target:
     return Target(text, None, text)
 
 
+FILE_KINDS = ("image", "video", "audio", "file")
+
+
 @dataclass(frozen=True)
 class Override:
-    """One input override, in chain order. ``kind`` is text|int|float|image.
+    """One input override, in chain order. ``kind`` is text|int|float or a file kind
+    (``FILE_KINDS``: image|video|audio|file).
 
-    For images ``value`` is the PNG bytes until the engine uploads them, then the provider's
-    upload value (a file name, resource id or URL); ``sha256`` stays the content hash.
+    For files ``value`` is the file's bytes until the engine uploads them, then the provider's
+    upload value (a file name, resource id or URL); ``sha256`` stays the content hash, ``name``
+    the file's own name (``clip.mp4``; images: none, they go up as ``<sha256>.png``) and ``mime``
+    its type.
     """
 
     target: str
@@ -158,6 +167,12 @@ class Override:
     sha256: Optional[str] = None
     width: Optional[int] = None
     height: Optional[int] = None
+    name: Optional[str] = None
+    mime: Optional[str] = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind in FILE_KINDS
 
     def with_value(self, value: Any) -> "Override":
         return dataclasses.replace(self, value=value)

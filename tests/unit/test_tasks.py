@@ -6,6 +6,7 @@ an ambiguous create. Waits are on the engine's own events, never on sleep."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from comfyui_remote.engine import media
 from comfyui_remote.engine.rules import RetryPolicy
 from comfyui_remote.engine.tasks import TaskManager
-from comfyui_remote.providers.base import ConfigError, Override, RejectedInput, RemoteError
+from comfyui_remote.providers.base import ConfigError, NotSupported, Override, RejectedInput, RemoteError
 from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
 
 SLOW = [Override("2.steps", "int", 4), Override("2.step_seconds", "float", 0.05)]
@@ -384,3 +385,16 @@ def test_an_exit_without_stop_still_closes_the_journal(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=root)
     assert (tmp_path / "h" / "journal.sqlite3").is_file()
     assert not (tmp_path / "h" / "journal.sqlite3-wal").exists()
+
+
+async def test_a_file_kind_the_service_cannot_take_is_refused_before_anything_is_paid(started, monkeypatch):
+    from comfyui_remote.providers import sandbox
+    monkeypatch.setattr(sandbox.SandboxProvider, "capabilities",
+                        dataclasses.replace(sandbox.SandboxProvider.capabilities, input_kinds=("image",)))
+    m = started()
+    before = created()
+    clip = Override("1.video", "video", b"\x00\x00\x00\x18ftypmp42", sha256="ab" * 32, name="clip.mp4")
+    with pytest.raises(NotSupported) as e:
+        await run(m, m.submit("sandbox", "slow.json", [*SLOW, clip], reuse=False))
+    assert "cannot take a video input (target 1.video)" in str(e.value) and "it takes image" in str(e.value)
+    assert created() == before
