@@ -70,11 +70,19 @@ async def tasks(url: str) -> list[dict]:
         return (await c.get("/comfyui_remote/tasks?limit=50"))["tasks"]
 
 
-async def wait_for_task(url: str, pred, timeout: float = 60) -> dict:
+async def known(url: str) -> set:
+    """The ids of the tasks already in the journal (earlier tests share it)."""
+    return {t["id"] for t in await tasks(url)}
+
+
+async def wait_for_task(url: str, pred, timeout: float = 60, *, besides: set = frozenset()) -> dict:
+    """The first task, not among ``besides``, for which ``pred`` holds."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         for t in await tasks(url):
+            if t["id"] in besides:
+                continue
             last = t
             if pred(t):
                 return t
@@ -101,8 +109,9 @@ def saved_pixels(inst, hist: dict, node: str) -> np.ndarray:
 async def test_kill_while_running_then_background_download_and_recover(durable, fleet):
     state, fake, restart, _ = durable
     created = len(fake.created)
+    before = await known(state["inst"].url)
     await queue(state["inst"].url, graph(steps=30))
-    task = await wait_for_task(state["inst"].url, lambda t: t["state"] == "running" and t["progress"])
+    task = await wait_for_task(state["inst"].url, lambda t: t["state"] == "running" and t["progress"], besides=before)
     state["inst"].kill9()
     inst = restart()
     # re-attached in the background: finishes and downloads with no new remote prompt
@@ -141,6 +150,7 @@ async def test_kill_before_submit_pays_nothing(durable, fleet, tmp_path):
     """Killed while uploading an input (journal phase 'prepared'): nothing was sent, nothing paid."""
     state, fake, restart, _ = durable
     created = len(fake.created)
+    before = await known(state["inst"].url)
     src = np.zeros((8, 8, 3), np.uint8)
     async with harness.Client(state["inst"].url) as c:
         import io
@@ -158,7 +168,7 @@ async def test_kill_before_submit_pays_nothing(durable, fleet, tmp_path):
     state["inst"].kill9()
     fake.faults.clear()
     inst = restart()
-    t = await wait_for_task(inst.url, lambda t: t["state"] != "submitting", 30)
+    t = await wait_for_task(inst.url, lambda t: t["state"] != "submitting", 30, besides=before)
     assert t["state"] == "cancelled" and "nothing was paid" in t["message"], t
     assert len(fake.created) == created
 
@@ -168,12 +178,13 @@ async def test_kill_with_the_submit_in_flight_finds_the_late_task(durable, fleet
     restart looks for the client-chosen id through a grace period and follows the task it finds."""
     state, fake, restart, _ = durable
     created = len(fake.created)
+    before = await known(state["inst"].url)
     fake.faults.add("prompt", "slow", delay=8)  # request received; handled 8 s later
     await queue(state["inst"].url, graph(steps=3))
     await on_fleet(fleet, fake.seen("prompt", count=fake.count("prompt") + 1, timeout=30))
     state["inst"].kill9()
     inst = restart()
-    t = await wait_for_task(inst.url, lambda t: t["state"] == "succeeded" and t["outputs"], 60)
+    t = await wait_for_task(inst.url, lambda t: t["state"] == "succeeded" and t["outputs"], 60, besides=before)
     fake.faults.clear()
     assert len(fake.created) == created + 1 and t["remote_id"] == fake.created[-1]
 
@@ -181,6 +192,7 @@ async def test_kill_with_the_submit_in_flight_finds_the_late_task(durable, fleet
 async def test_kill_after_submit_before_acknowledgement_reattaches(durable, fleet):
     state, fake, restart, _ = durable
     created = len(fake.created)
+    before = await known(state["inst"].url)
     fake.faults.add("prompt", "slow_after", delay=30)  # the fake creates the prompt, the answer waits
     await queue(state["inst"].url, graph(steps=10))
     await on_fleet(fleet, fake.seen("prompt", count=fake.count("prompt") + 1, timeout=30))
@@ -191,7 +203,7 @@ async def test_kill_after_submit_before_acknowledgement_reattaches(durable, flee
     state["inst"].kill9()
     fake.faults.clear()
     inst = restart()
-    t = await wait_for_task(inst.url, lambda t: t["state"] == "succeeded" and t["outputs"], 60)
+    t = await wait_for_task(inst.url, lambda t: t["state"] == "succeeded" and t["outputs"], 60, besides=before)
     assert len(fake.created) == created + 1, "a lost acknowledgement must never cause a second prompt"
     assert t["remote_id"] == fake.created[-1]
 
@@ -199,13 +211,14 @@ async def test_kill_after_submit_before_acknowledgement_reattaches(durable, flee
 async def test_kill_after_success_before_download_fetches_on_restart(durable, fleet):
     state, fake, restart, _ = durable
     created = len(fake.created)
+    before = await known(state["inst"].url)
     fake.faults.add("view", "slow", delay=30, times=-1)
     await queue(state["inst"].url, graph(steps=3))
     await on_fleet(fleet, fake.seen("view", count=fake.count("view") + 1, timeout=60))
     state["inst"].kill9()
     fake.faults.clear()
     inst = restart()
-    t = await wait_for_task(inst.url, lambda t: t["state"] == "succeeded" and t["outputs"], 60)
+    t = await wait_for_task(inst.url, lambda t: t["state"] == "succeeded" and t["outputs"], 60, besides=before)
     assert len(fake.created) == created + 1
     assert t["outputs"][0]["width"] == 64
 
