@@ -7,6 +7,7 @@ import { createClient } from "../lib/client.js";
 import { outputKind, formatBytes, previewText, hasWholeText, showsAsImage } from "../lib/outputs.js";
 import { flush } from "./fake_api.mjs";
 
+const CAPTION = "<b>not bold</b> & a caption";
 const HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>&amp;';
 
 /** renderOutputs in a fake document; `texts` answers loadText by output index. */
@@ -227,4 +228,39 @@ test("the client reads text with a Range request and reports errors plainly", as
   assert.equal(await client.outputText("t1", 1, 5), "whole");
   assert.equal(await client.outputText("t1", 1, 5), "");
   await assert.rejects(client.outputText("t1", 1, 5), /not on disk/);
+});
+
+test("through the panel: sizes and texts of the Task JSON reach the row; text files are read by Range", async (t) => {
+  const { FakeApi } = await import("./fake_api.mjs");
+  const { mountPanel } = await import("../ui/panel.js");
+  const doc = createDocument();
+  const root = doc.createElement("div");
+  doc.body.appendChild(root);
+  const task = {
+    id: "m1", remote_id: "r1", profile: "remote", provider: "comfyui", workflow: "video.json", state: "succeeded",
+    reused: false, progress: 1, created_at: "2025-01-01T00:00:00Z", updated_at: "2025-01-01T00:00:05Z",
+    outputs: [
+      { n: 0, kind: "video", filename: "clip.mp4", size: 2 * 1024 * 1024 },
+      { n: 1, kind: "text", filename: "8.txt", text: CAPTION, text_length: CAPTION.length },
+      { n: 2, kind: "text", filename: "notes.txt", size: 5 },
+      { n: 3, kind: "file", filename: "mesh.glb", size: 2048, text: 12 },
+    ],
+  };
+  const api = new FakeApi(async (method, route) => {
+    if (route.startsWith("/comfyui_remote/tasks/m1/outputs/2")) return [206, "notes"];
+    if (route.startsWith("/comfyui_remote/tasks")) return [200, { tasks: [task], next: null }];
+    return [404, { error: "no" }];
+  });
+  const teardown = mountPanel(root, { api, doc, memory: {}, refreshDelayMs: 5, tickMs: 5 });
+  t.after(teardown);
+  await flush();
+  const row = root.querySelector('[data-task-id="m1"]');
+  assert.equal(row.querySelector('[data-output-kind="video"] [data-role="size"]').textContent, "2.0 MB");
+  const [caption, notes] = row.querySelectorAll('[data-output-kind="text"]');
+  assert.equal(caption.querySelector("pre").textContent, CAPTION);
+  assert.equal(caption.querySelector('[data-role="show-all"]').hidden, true);
+  assert.equal(notes.querySelector("pre").textContent, "notes");
+  const reads = api.routes("GET", "/comfyui_remote/tasks/m1/outputs/");
+  assert.deepEqual(reads.map((c) => [c.route, c.init.headers.Range]), [["/comfyui_remote/tasks/m1/outputs/2", "bytes=0-4095"]]);
+  assert.equal(row.querySelector('[data-output-kind="file"] [data-role="size"]').textContent, "2.0 KB");
 });
