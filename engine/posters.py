@@ -2,7 +2,7 @@
 
 Bounded work and memory whatever the file: the frame is scaled while it is converted to RGB (never a
 full-size RGB copy), decoding stops at the first frame or after ``MAX_PACKETS`` packets, and a
-frame larger than ``MAX_SIDE`` is refused. Made once per file version and size, like image
+stream whose header says its frames are larger than ``MAX_SIDE`` is not decoded at all. Made once per file version and size, like image
 thumbnails (``media.thumbnail``); runs on a worker thread (the route calls it with to_thread).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 import os
 
 MAX_PACKETS = 2000  # a stream that gives no frame within this many packets has no poster
-MAX_SIDE = 16384  # larger frames are refused rather than decoded
+MAX_SIDE = 8192  # larger frames (8K video is 7680 wide) are refused rather than decoded
 
 
 class NoPoster(ValueError):
@@ -26,7 +26,7 @@ def poster(path: str, size: int) -> bytes:
     return _poster(path, st.st_mtime_ns, st.st_size, size)
 
 
-@functools.lru_cache(maxsize=128)
+@functools.lru_cache(maxsize=64)  # ≤ 64 small PNGs
 def _poster(path: str, _mtime_ns: int, _bytes: int, size: int) -> bytes:
     try:
         import av
@@ -37,6 +37,7 @@ def _poster(path: str, _mtime_ns: int, _bytes: int, size: int) -> bytes:
             if not container.streams.video:
                 raise NoPoster("the file has no video stream")
             stream = container.streams.video[0]
+            _check_side(stream.codec_context.width, stream.codec_context.height)
             stream.thread_type = "NONE"  # one frame: no decoder thread pool
             for i, packet in enumerate(container.demux(stream)):
                 if i >= MAX_PACKETS:
@@ -50,10 +51,16 @@ def _poster(path: str, _mtime_ns: int, _bytes: int, size: int) -> bytes:
     raise NoPoster("the video has no frame")
 
 
+def _check_side(w: int, h: int) -> None:
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise NoPoster(f"the video frame is {w}x{h}, larger than {MAX_SIDE} px on a side")
+
+
 def _png(frame, size: int) -> bytes:
     w, h = int(frame.width), int(frame.height)
-    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+    if w <= 0 or h <= 0:
         raise NoPoster(f"the video frame is {w}x{h}")
+    _check_side(w, h)
     scale = min(1.0, size / max(w, h))
     image = frame.to_image(width=max(1, round(w * scale)), height=max(1, round(h * scale)))
     buf = io.BytesIO()

@@ -180,16 +180,22 @@ async def test_a_videos_thumbnail_is_its_first_frame_bounded_in_size(env, tmp_pa
     assert again.status == 200 and posters._poster.cache_info().hits == before + 1
 
 
-async def test_thumbnails_of_what_is_no_picture_are_a_clear_415(env, tmp_path):
+async def test_thumbnails_of_what_is_no_picture_are_a_clear_415(env, tmp_path, monkeypatch):
     sound = write_flac(tmp_path / "voice.flac")
+    wide = write_video(tmp_path / "wide.mp4", [RED], size=(48, 32))
     tid, _ = await with_outputs(env, [
         ("audio", "voice.flac", sound.read_bytes(), "audio/flac"),
         ("video", "broken.mp4", b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500, "video/mp4"),
         ("file", "mesh.glb", b"glTF" + b"\x00" * 60, None),
+        ("video", "wide.mp4", wide.read_bytes(), "video/mp4"),
     ])
-    for n in (0, 1, 2):
+    monkeypatch.setattr(posters, "MAX_SIDE", 40)  # frames wider than this are not decoded
+    for n in (0, 1, 2, 3):
         status, body, _ = await env.get(f"/tasks/{tid}/outputs/{n}?thumb=128")
         assert status == 415 and f"output {n} is not an image or a video" == body["error"], (n, body)
+    monkeypatch.setattr(posters, "MAX_SIDE", 48)
+    status, _, _ = await env.get(f"/tasks/{tid}/outputs/3?thumb=128")
+    assert status == 200
 
 
 async def test_a_gif_saved_as_a_video_still_gets_a_thumbnail(env):
