@@ -15,7 +15,6 @@ import { showCancel, cancelEnabled, showRecover, isActive } from "../lib/state.j
 import { safeHttpUrl } from "../lib/client.js";
 import { renderOutputs } from "./outputs_view.js";
 
-
 const STATE_LABEL = {
   submitting: "submitting",
   queued: "queued",
