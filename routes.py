@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import mimetypes
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
-from .engine import media, redaction
+from .engine import media, posters, redaction
 from .engine.journal import STATE_FILTERS
 from .engine.profiles import SECRET_FIELDS
+from .providers import kinds
 from .providers.base import ConfigError, RemoteError
 
 PREFIX = "/comfyui_remote"
@@ -22,8 +22,16 @@ MAX_LIMIT = 200
 MAX_KEY_LEN = 16 * 1024
 # Output types a browser may show inline from ComfyUI's origin (passive media and plain text only).
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif", "image/avif", "image/bmp",
-                          "video/mp4", "video/webm", "audio/mpeg", "audio/wav", "audio/x-wav", "audio/ogg",
-                          "audio/flac", "text/plain"})
+                          "video/mp4", "video/webm", "video/quicktime", "video/x-matroska", "audio/mpeg",
+                          "audio/wav", "audio/x-wav", "audio/ogg", "audio/opus", "audio/flac", "audio/mp4",
+                          "audio/aac", "text/plain"})
+# Types that go out under their own name, as downloads; anything else (HTML, SVG, XML, JS, …) is
+# sent as application/octet-stream.
+DOWNLOAD_TYPES = frozenset(kinds.MIMES.values()) - INLINE_TYPES
+OCTET = "application/octet-stream"
+# Every saved output, whatever its type: never sniffed, never a page that can run anything.
+SAFE_HEADERS = {"X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -116,33 +124,39 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
             return _error(404, f"task {task_id} has no output {raw_n}")
         if rec.get("kind") == "text" and not rec.get("path"):
             return web.Response(text=redaction.scrub(rec.get("text") or ""), content_type="text/plain",
-                                headers={"X-Content-Type-Options": "nosniff"})
+                                headers={**SAFE_HEADERS, "Content-Disposition": _disposition(
+                                    "inline", rec.get("filename") or f"output_{n}.txt")})
         path = _inside(Path(rec.get("path") or ""), m.results_dir) if rec.get("path") else None
         if path is None or not path.is_file():
             return _error(404, f"output {n} of task {task_id} is not on disk (use Recover)")
+        ctype = served_type(path.name, rec.get("mime"))
         thumb = request.query.get("thumb")
         if thumb:
             try:
                 size = int(thumb)
             except ValueError:
                 return _error(400, "thumb must be a size in pixels")
+            # a video's poster is its first frame; a GIF (a video by kind) is read like an image
+            video = ctype.startswith("video/") or (rec.get("kind") == "video" and ctype != "image/gif")
             try:
-                data = await asyncio.to_thread(media.thumbnail, str(path), size)
+                if video:
+                    data = await asyncio.to_thread(posters.poster, str(path), size)
+                else:
+                    data = await asyncio.to_thread(media.thumbnail, str(path), size)
             except Exception:
-                return _error(415, f"output {n} is not an image")
+                return _error(415, f"output {n} is not an image or a video")
             return web.Response(body=data, content_type="image/png",
-                                headers={"Cache-Control": "private, max-age=3600"})
-        ctype = (rec.get("mime") or mimetypes.guess_type(path.name)[0] or "").split(";")[0].strip().lower()
+                                headers={**SAFE_HEADERS, "Cache-Control": "private, max-age=3600"})
         # Files come from a remote service: only passive types are shown inline. Anything that a
         # browser could run in ComfyUI's origin (HTML, SVG, XML, JS, …) is sent as a download.
         inline = ctype in INLINE_TYPES
-        disposition = "inline" if inline else "attachment"
+        sent = ctype if inline or ctype in DOWNLOAD_TYPES else OCTET
+        if sent == "text/plain":
+            sent = "text/plain; charset=utf-8"
+        # FileResponse answers Range requests (206), so a video or audio player can seek
         return web.FileResponse(path, headers={
-            "Content-Type": ctype if inline else "application/octet-stream",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; sandbox",
-            "Content-Disposition": f'{disposition}; filename="{_ascii_name(path.name)}"; '
-                                   f"filename*=UTF-8''{quote(path.name, safe='')}"})
+            **SAFE_HEADERS, "Content-Type": sent,
+            "Content-Disposition": _disposition("inline" if inline else "attachment", path.name)})
 
     @routes.get(PREFIX + "/profiles")
     async def list_profiles(request: web.Request) -> web.Response:
@@ -206,6 +220,20 @@ def _inside(path: Path, root: Path) -> Path | None:
     except (OSError, RuntimeError):
         return None
     return real if real == base or base in real.parents else None
+
+
+def served_type(name: str, recorded: Any = None) -> str:
+    """The type an output is served as: the pack's own table by file extension, else the type the
+    service recorded for a file saved without a known extension. The bytes are never sniffed."""
+    by_name = kinds.mime_of(name)
+    if by_name != OCTET:
+        return by_name.lower()
+    told = (recorded if isinstance(recorded, str) else "").split(";")[0].strip().lower()
+    return told or OCTET
+
+
+def _disposition(how: str, name: str) -> str:
+    return f'{how}; filename="{_ascii_name(name)}"; filename*=UTF-8\'\'{quote(name, safe="")}'
 
 
 def _ascii_name(name: str) -> str:

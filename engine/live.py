@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..providers.base import Provider, RemoteRef
+from . import redaction
+
+
+TEXT_PREVIEW = 2000  # characters of a text result in the Task JSON (the route serves it whole)
 
 
 def task_json(row: dict, outputs: list[dict]) -> dict:
@@ -30,10 +34,20 @@ def task_json(row: dict, outputs: list[dict]) -> dict:
         "created_at": iso(row.get("created_at")), "updated_at": iso(row.get("updated_at")),
         "started_at": iso(row.get("started_at")), "finished_at": iso(row.get("finished_at")),
         "outputs_state": row.get("outputs_state"),
-        "outputs": [{"n": o["n"], "kind": o["kind"], "filename": o.get("filename"), "width": o.get("width"),
-                     "height": o.get("height"), "node": o.get("node"), "field": o.get("field")}
-                    for o in outputs],
+        "outputs": [output_json(o) for o in outputs],
     }
+
+
+def output_json(o: dict) -> dict:
+    """One output of the Task JSON: what the panel shows (never its path). A text result without a
+    file carries its text, cut at ``TEXT_PREVIEW`` characters (``text_length`` tells the whole)."""
+    out = {"n": o["n"], "kind": o["kind"], "filename": o.get("filename"), "width": o.get("width"),
+           "height": o.get("height"), "node": o.get("node"), "field": o.get("field"), "size": o.get("size")}
+    if o["kind"] == "text" and not o.get("path") and isinstance(o.get("text"), str):
+        text = redaction.scrub(o["text"])  # before the cut, so that no part of a key is left
+        out["text"] = text[:TEXT_PREVIEW]
+        out["text_length"] = len(text)
+    return out
 
 
 @dataclass

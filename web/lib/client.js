@@ -118,6 +118,26 @@ export function createClient(fetchApi) {
       const v = expectObject(await call(`${BASE}/profiles/${enc(name)}/test`, { method: "POST" }), "test result");
       return { ok: v.ok === true, message: typeof v.message === "string" ? v.message : "" };
     },
+    /** The first `maxBytes` of an output as text (a Range request; "" for an empty file). */
+    async outputText(id, n, maxBytes) {
+      const last = Math.max(0, Math.floor(maxBytes) - 1);
+      let response;
+      try {
+        response = await fetchApi(outputRoute(id, n), { method: "GET", headers: { Range: `bytes=0-${last}` } });
+      } catch (e) {
+        throw new RemoteApiError(`Network error: ${truncate(e && e.message ? e.message : String(e), 200)}`);
+      }
+      if (!response || typeof response.status !== "number") throw new RemoteApiError("No response from the server");
+      if (response.status === 416) return ""; // no byte to send: an empty file
+      if (response.status !== 200 && response.status !== 206) {
+        const json = await readJson(response);
+        const msg = json.ok && json.value && typeof json.value.error === "string" && json.value.error
+          ? json.value.error : `HTTP ${response.status}`;
+        throw new RemoteApiError(truncate(msg, 500), response.status);
+      }
+      const text = await response.text();
+      return text.length > last + 1 ? text.slice(0, last + 1) : text; // a server that ignored the Range
+    },
     /** Write-only: the value is sent once and never returned or kept. */
     async setKey(name, field, value) {
       await call(`${BASE}/profiles/${enc(name)}/key`, { method: "POST", body: { field, value }, allowEmpty: true });

@@ -39,6 +39,10 @@ function normalizeOutputs(outputs) {
       filename: str(o.filename),
       width: num(o.width),
       height: num(o.height),
+      size: num(o.size),
+      // a text result without a file: its start (or all of it) and its whole length
+      text: typeof o.text === "string" ? o.text : null,
+      text_length: num(o.text_length),
     });
   }
   return out;

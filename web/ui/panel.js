@@ -113,6 +113,7 @@ export function mountPanel(root, options) {
   const rowCtx = {
     doc,
     outputUrl: (id, n, thumb) => api.apiURL(outputRoute(id, n, thumb)),
+    loadText: (id, n, maxBytes) => client.outputText(id, n, maxBytes),
     isBusy: (id, action) => busy.has(`${action}:${id}`),
     onAction: (action, task, button) => runAction(action, task, button),
   };

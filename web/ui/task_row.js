@@ -1,7 +1,8 @@
 // One task row of the Remote panel. Built once per task and updated in place, so live events
 // (up to 5/s per task) neither rebuild buttons under the pointer nor reload thumbnails.
 // Panel hooks (design.md §4): data-task-id, data-remote-id, data-provider, data-state,
-// data-reused, data-progress; img[data-role=thumbnail]; [data-role=error]; data-action buttons.
+// data-reused, data-progress; img[data-role=thumbnail]; [data-role=error]; data-action buttons;
+// data-output-kind on each output (ui/outputs_view.js).
 // Errors are plain text (the panel's one live region announces them, rows carry no role=alert);
 // a button that was focused keeps the focus when the actions are rebuilt (keyboard use).
 
@@ -12,9 +13,7 @@ import {
 } from "../lib/format.js";
 import { showCancel, cancelEnabled, showRecover, isActive } from "../lib/state.js";
 import { safeHttpUrl } from "../lib/client.js";
-
-const MAX_THUMBS = 12;
-const IMAGE_FILE = /\.(png|jpe?g|webp|gif|bmp|avif)$/i;
+import { renderOutputs } from "./outputs_view.js";
 
 const STATE_LABEL = {
   submitting: "submitting",
@@ -29,13 +28,9 @@ const STATE_LABEL = {
 
 const CANCEL_DISABLED_TIP = "This provider cannot cancel this task; it may still run and bill";
 
-function isImageOutput(o) {
-  if (o.kind) return o.kind === "image";
-  return Boolean(o.filename && IMAGE_FILE.test(o.filename));
-}
-
 /**
- * ctx: {doc, outputUrl(taskId, n, thumb) → string, onAction(action, task, button), isBusy(taskId, action) → bool}
+ * ctx: {doc, outputUrl(taskId, n, thumb) → string, loadText(taskId, n, maxBytes) → Promise<string>,
+ *       onAction(action, task, button), isBusy(taskId, action) → bool}
  * Returns {el, update(task), tick(nowMs)}.
  */
 export function createTaskRow(ctx, task) {
@@ -95,40 +90,9 @@ export function createTaskRow(ctx, task) {
   function renderThumbs(t) {
     const outs = Array.isArray(t.outputs) ? t.outputs : [];
     const key = JSON.stringify([t.id, outs]);
-    if (key === outputsSig) return;
+    if (key === outputsSig) return; // a live event leaves players and thumbnails as they are
     outputsSig = key;
-    const nodes = [];
-    const images = outs.filter(isImageOutput);
-    for (const o of images.slice(0, MAX_THUMBS)) {
-      const name = o.filename || `output ${o.n}`;
-      const size = o.width && o.height ? ` (${o.width}×${o.height})` : "";
-      const img = el(doc, "img", {
-        attrs: {
-          "data-role": "thumbnail",
-          "data-output": String(o.n),
-          src: ctx.outputUrl(t.id, o.n, 256),
-          alt: truncate(name, 120),
-          loading: "lazy",
-          decoding: "async",
-        },
-      });
-      nodes.push(el(doc, "a", {
-        class: "crp-thumb",
-        title: truncate(name, 200) + size + " — open full size",
-        attrs: { href: ctx.outputUrl(t.id, o.n, 0), target: "_blank", rel: "noopener noreferrer" },
-      }, [img]));
-    }
-    if (images.length > MAX_THUMBS) {
-      nodes.push(el(doc, "span", { class: "crp-more", text: `+${images.length - MAX_THUMBS} more` }));
-    }
-    for (const o of outs.filter((x) => !isImageOutput(x))) {
-      nodes.push(el(doc, "a", {
-        class: "crp-file",
-        text: truncate(o.filename || `${o.kind || "output"} ${o.n}`, 60),
-        title: o.kind ? `${o.kind} output` : "output",
-        attrs: { "data-role": "output-link", href: ctx.outputUrl(t.id, o.n, 0), target: "_blank", rel: "noopener noreferrer" },
-      }));
-    }
+    const nodes = renderOutputs(ctx, t);
     thumbs.replaceChildren(...nodes);
     setAttr(thumbs, "hidden", nodes.length === 0);
   }
