@@ -126,6 +126,12 @@ async def saved_pixels(c: harness.Client, prompt: dict, timeout: float = 180) ->
     return np.asarray(Image.open(io.BytesIO(await c.view(images[0]))))
 
 
+async def tidy(page) -> None:
+    """For the screenshots: no toasts, the whole graph in view."""
+    await page.evaluate("""() => { document.querySelectorAll('.p-toast-message').forEach((t) => t.remove());
+                                   return window.app.extensionManager.command.execute('Comfy.Canvas.FitView'); }""")
+
+
 async def run_command(page) -> None:
     await page.evaluate("(id) => window.app.extensionManager.command.execute(id)", COMMAND)
 
@@ -180,6 +186,7 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
             original = await page.evaluate("() => window.__cr.shape()")
             local = await saved_pixels(c, (await page.evaluate("() => window.app.graphToPrompt()"))["output"])
             assert local.shape == (48, 64, 3)
+            await tidy(page)
             await shot(page, frontend, "offload-1-before")
             await run_command(page)
             await page.wait_for_function(
@@ -196,6 +203,7 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
             assert after["groups"] == ["Remote: comfyui"] and after["profile"] == "comfyui", after
             assert sorted(n["class_type"] for n in after["workflow"].values()) == sorted(
                 ["LoadImage", "ImageInvert", "ImageScaleBy", "SaveImage"]), after["workflow"]
+            await tidy(page)
             await shot(page, frontend, "offload-2-after")
             converted = (await page.evaluate("() => window.app.graphToPrompt()"))["output"]
             remote = await saved_pixels(c, converted, 300)
@@ -203,9 +211,11 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
             if frontend.name != "1.27" and WRITE:  # the result on the canvas, for the README
                 await page.evaluate("() => window.app.queuePrompt(0, 1)")
                 await page.wait_for_function(
-                    "() => window.app.graph.nodes.find((n) => n.type === 'SaveImage').imgs?.length > 0", polling=200,
-                    timeout=120_000)
-            await shot(page, frontend, "offload-3-result")
+                    """() => { const n = window.app.graph.nodes.find((n) => n.type === 'SaveImage');
+                               return (window.app.nodeOutputs?.[String(n.id)]?.images?.length ?? 0) > 0; }""",
+                    polling=200, timeout=120_000)
+                await tidy(page)
+                await shot(page, frontend, "offload-3-result")
 
             # ---- one undo restores the original graph exactly
             await page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Undo')")
