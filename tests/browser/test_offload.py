@@ -48,7 +48,7 @@ HELPERS = """() => {
       const load = mk(g, "LoadImage", 40, 120, { image: img });
       const inv = mk(g, "ImageInvert", 400, 120);
       const scale = mk(g, "ImageScaleBy", 640, 120, { upscale_method: "nearest-exact", scale_by: 2 });
-      const save = mk(g, "SaveImage", 960, 120, { filename_prefix: "offload_e2e" });
+      const save = mk(g, "SaveImage", 1240, 120, { filename_prefix: "offload_e2e" });
       load.connect(0, inv, 0); inv.connect(0, scale, 0); scale.connect(0, save, 0);
       select([inv, scale]);
       return [inv.id, scale.id];
@@ -98,11 +98,12 @@ HELPERS = """() => {
       }
       return { ui, prompt, defs, selected };
     },
-    shape() {  // the graph as the undo must restore it (view offset aside; a node without widgets
-      // serializes no widgets_values when it was made by a script, [] once loaded: the same graph)
+    shape() {  // the graph as the undo must restore it: as the frontend's own graphEqual, without
+      // the view offset and the computed execution order; a node without widgets serializes no
+      // widgets_values when a script made it, [] once loaded: the same graph
       const s = app.graph.serialize();
-      const nodes = s.nodes.map((n) => (n.widgets_values && n.widgets_values.length ? n
-        : Object.fromEntries(Object.entries(n).filter(([k]) => k !== "widgets_values"))));
+      const nodes = s.nodes.map((n) => Object.fromEntries(Object.entries(n).filter(([k, v]) =>
+        k !== "order" && !(k === "widgets_values" && !(v && v.length)))));
       return JSON.stringify({ nodes, links: s.links, groups: s.groups,
                               definitions: s.definitions || null });
     },
@@ -128,8 +129,17 @@ async def saved_pixels(c: harness.Client, prompt: dict, timeout: float = 180) ->
 
 async def tidy(page) -> None:
     """For the screenshots: no toasts, the whole graph in view."""
-    await page.evaluate("""() => { document.querySelectorAll('.p-toast-message').forEach((t) => t.remove());
-                                   return window.app.extensionManager.command.execute('Comfy.Canvas.FitView'); }""")
+    await page.evaluate("""async () => {
+      const app = window.app;
+      app.extensionManager.toast.removeAll?.();
+      document.querySelectorAll('.p-toast-message').forEach((t) => t.remove());
+      const kept = Object.values(app.canvas.selected_nodes || {});
+      app.canvas.deselectAll();  // FitView fits the selection when there is one
+      await app.extensionManager.command.execute('Comfy.Canvas.FitView');
+      if (kept.length) app.canvas.selectNodes(kept);
+      app.canvas.setDirty(true, true);
+    }""")
+    await page.wait_for_function("() => !document.body.innerText.includes('Not run remotely')", polling=100)
 
 
 async def run_command(page) -> None:
@@ -205,6 +215,19 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
                 ["LoadImage", "ImageInvert", "ImageScaleBy", "SaveImage"]), after["workflow"]
             await tidy(page)
             await shot(page, frontend, "offload-2-after")
+
+            # ---- one undo restores the original graph exactly; redo brings the conversion back
+            converted_shape = await page.evaluate("() => window.__cr.shape()")
+            await page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Undo')")
+            await page.wait_for_function(
+                "() => !window.app.graph.nodes.some((n) => n.type === 'RemoteSubmit')", polling=100)
+            restored = await page.evaluate("() => window.__cr.shape()")
+            assert restored == original, differences(json.loads(original), json.loads(restored))
+            await page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Redo')")
+            await page.wait_for_function(
+                "() => window.app.graph.nodes.some((n) => n.type === 'RemoteSubmit')", polling=100)
+            redone = await page.evaluate("() => window.__cr.shape()")
+            assert redone == converted_shape, differences(json.loads(converted_shape), json.loads(redone))
             converted = (await page.evaluate("() => window.app.graphToPrompt()"))["output"]
             remote = await saved_pixels(c, converted, 300)
             assert remote.shape == local.shape and np.array_equal(remote, local)
@@ -217,15 +240,9 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
                 await tidy(page)
                 await shot(page, frontend, "offload-3-result")
 
-            # ---- one undo restores the original graph exactly
-            await page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Undo')")
-            await page.wait_for_function(
-                "() => !window.app.graph.nodes.some((n) => n.type === 'RemoteSubmit')", polling=100)
-            restored = await page.evaluate("() => window.__cr.shape()")
-            assert restored == original, differences(json.loads(original), json.loads(restored))
     if WRITE and frontend.name != "1.27":
         DOC_IMAGES.mkdir(parents=True, exist_ok=True)
         for name in ("offload-1-before", "offload-2-after", "offload-3-result"):
             im = Image.open(harness.REPO / "test-artifacts" / "browser" / frontend.name / f"{name}.png")
-            im.thumbnail((1100, 1100))
-            im.save(DOC_IMAGES / f"{name}.png", optimize=True)
+            im.thumbnail((960, 960))
+            im.convert("RGB").quantize(96).save(DOC_IMAGES / f"{name}.png", optimize=True)  # small in git

@@ -72,17 +72,21 @@ export function applyPlan(plan, { graph, canvas, LiteGraph, profile }) {
   graph.beforeChange();
   try {
     for (const n of olds) graph.remove(n);
+    // two columns where the selection was: the inputs, then submit, wait and the fetches below
     let chain = null;
     let y = y0;
-    const col = 340;
+    const step = (n) => (n.size ? n.size[1] : 100) + GAP + 30;
+    const colB = x0 + 320;
     for (const inp of plan.inputs) {
-      const n = add(inp.node, x0 + col, y);
+      const n = add(inp.node, x0, y);
       setWidget(n, "target", inp.target);
       if (inp.value !== undefined) setWidget(n, inp.socket || "value", inp.value);
       if (inp.from) {
         const src = graph.getNodeById(inp.from.node);
         if (inp.helper) { // a mask goes up as the alpha of an image made from it
           const h = add(inp.helper, x0, y);
+          y += step(h);
+          n.pos = [x0, y];
           src.connect(inp.from.slot, h, 0);
           h.connect(0, n, inputSlot(n, "image"));
         }
@@ -90,21 +94,22 @@ export function applyPlan(plan, { graph, canvas, LiteGraph, profile }) {
       }
       if (chain) chain.connect(0, n, inputSlot(n, "inputs"));
       chain = n;
-      y += (n.size ? n.size[1] : 100) + GAP + 30;
+      y += step(n);
     }
-    const submit = add("RemoteSubmit", x0 + 2 * col, y0);
+    const submit = add("RemoteSubmit", colB, y0);
     setWidget(submit, "profile", profile);
     setWidget(submit, "workflow", JSON.stringify(plan.graph, null, 1));
     if (chain) chain.connect(0, submit, inputSlot(submit, "inputs"));
-    const wait = add("RemoteWait", x0 + 2 * col, y0 + (submit.size ? submit.size[1] : 200) + GAP + 30);
+    let fy = y0 + step(submit);
+    const wait = add("RemoteWait", colB, fy);
     submit.connect(0, wait, 0);
-    let fy = y0;
+    fy += step(wait);
     for (const out of plan.outputs) {
-      const f = add(out.node, x0 + 3 * col, fy);
+      const f = add(out.node, colB, fy);
       setWidget(f, "select", out.select);
       wait.connect(0, f, 0);
       for (const t of out.to) f.connect(out.slot, graph.getNodeById(t.node), t.slot);
-      fy += (f.size ? f.size[1] : 100) + GAP + 30;
+      fy += step(f);
     }
     const group = new LiteGraph.LGraphGroup(`Remote: ${profile}`);
     graph.add(group);
