@@ -194,6 +194,11 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
             sel = await page.evaluate("(img) => window.__cr.chain(img)", img)
             save_fixture(f"chain-{fe}", await page.evaluate("(s) => window.__cr.export(s)", sel))
             original = await page.evaluate("() => window.__cr.shape()")
+            # the node menu of a selected node offers the command (1.27: LiteGraph's menu extended;
+            # today's frontend: the extension's getNodeMenuItems)
+            entries = await page.evaluate("""(id) => window.app.canvas.getNodeMenuOptions(window.app.graph.getNodeById(id))
+                .filter(Boolean).map((o) => o.content)""", sel[0])
+            assert "Run selection remotely…" in entries, entries
             local = await saved_pixels(c, (await page.evaluate("() => window.app.graphToPrompt()"))["output"])
             assert local.shape == (48, 64, 3)
             await tidy(page)
