@@ -83,9 +83,14 @@ app.registerExtension({
   commands: [{
     id: COMMAND_ID,
     label: COMMAND_LABEL,
-    icon: "pi pi-cloud-upload",
+    tooltip: "Run the selected nodes on a remote GPU: they become a Remote group (ComfyUI Remote)",
+    icon: iconClass("cloud", typeof document !== "undefined" && hasLucideIcons(document, globalThis.window)),
     function: runSelection,
   }],
+  // today's frontend: a button in the toolbox over the selection, and menu items through the hooks
+  getSelectionToolboxCommands() {
+    return [COMMAND_ID];
+  },
   // today's frontend: menu items through the extension hooks
   getNodeMenuItems() {
     return selectionSize() > 0 ? [null, MENU_ITEM] : [];
