@@ -133,3 +133,23 @@ test("the profile: the setting, else the last one used, else sandbox", () => {
   assert.equal(chooseProfile(undefined, store(null)), "sandbox");
   assert.equal(chooseProfile("", null), "sandbox");
 });
+
+test("a MASK input goes up as the alpha of an image made from it (LoadImage's MASK remotely)", () => {
+  const plan = planOffload(retyped("MASK", "IMAGE"));
+  const [load] = byClass(plan.graph, "LoadImage");
+  assert.deepEqual(plan.inputs.map((i) => [i.node, i.socket, i.helper, i.target]),
+    [["RemoteInputImage", "mask", "MaskToImage", `${load}.image`]]);
+  assert.deepEqual(plan.graph["2"].inputs.image, [load, 1]);
+});
+
+test("a BOOLEAN from a primitive goes up as RemoteInputInt 0/1 with the value the graph holds", () => {
+  const f = fixture("mixed-newest");
+  const ui = JSON.parse(JSON.stringify(f.ui));
+  const prompt = JSON.parse(JSON.stringify(f.prompt));
+  for (const l of ui.links) if (l[1] === 5) l[5] = "BOOLEAN";
+  prompt["4"].inputs.scale_by = false;
+  const plan = planOffload({ ...f, ui, prompt });
+  const b = plan.inputs.find((i) => i.node === "RemoteInputInt");
+  assert.deepEqual({ target: b.target, value: b.value, from: b.from, socket: b.socket },
+    { target: "4.scale_by", value: 0, from: null, socket: null });
+});
