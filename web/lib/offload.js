@@ -160,8 +160,7 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
       + "muted/bypassed nodes (select the nodes that do the work)");
   }
   const bound = uiBoundary(ui, selected);
-  const unsupported = (kind, l, dir) => {
-    const what = l ? describe(ui, l) : "";
+  const unsupported = (kind, what, dir) => {
     return `a ${kind} link cannot travel to a remote: ${what} (${dir}). Links that can cross are IMAGE, MASK, `
       + "STRING, INT, FLOAT, BOOLEAN, VIDEO and AUDIO; keep the nodes that make and use it on the same side "
       + "(change the selection)";
@@ -180,7 +179,7 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
             + "it into the selection, or the node that makes it out of it");
         }
         if (typeof t === "string" && t.includes(",")) continue; // a widget input's combined type list
-        throw new OffloadRefusal(unsupported(t, l, dir));
+        throw new OffloadRefusal(unsupported(t, describe(ui, l), dir));
       }
     }
   }
@@ -210,7 +209,7 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
     const via = origin && bound.entering.find((l) => l.origin_id === origin.node && l.origin_slot === origin.slot);
     const name = via ? describe(ui, via) : `${nodeLabel(ui, src)} output ${slot} → ${refs.map((r) => nodeLabel(ui, r[0])).join(", ")}`;
     const kind = KINDS[type];
-    if (!kind) throw new OffloadRefusal(unsupported(type || "untyped", via, "entering the selection").replace(": (", `: ${name} (`));
+    if (!kind) throw new OffloadRefusal(unsupported(type || "untyped", name, "entering the selection"));
     if (!origin) throw new OffloadRefusal(`cannot wire ${name}: its source is inside a group node; convert it to a subgraph or ungroup it`);
     need(kind.in.node);
     if (kind.in.boolean) {
@@ -266,7 +265,7 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
     const type = outputType(defs, prompt, src, slot);
     const kind = KINDS[type];
     const name = `${nodeLabel(ui, src)} output ${slot} → ${to.map((t) => nodeLabel(ui, t.node)).join(", ")}`;
-    if (!kind) throw new OffloadRefusal(unsupported(type || "untyped", null, "leaving the selection").replace(": (", `: ${name} (`));
+    if (!kind) throw new OffloadRefusal(unsupported(type || "untyped", name, "leaving the selection"));
     if (!kind.out) throw new OffloadRefusal(`a ${type} result cannot come back from a remote yet: ${name}`);
     need(kind.out.fetch);
     let feed = [src, slot];

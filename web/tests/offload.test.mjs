@@ -153,3 +153,10 @@ test("a BOOLEAN from a primitive goes up as RemoteInputInt 0/1 with the value th
   assert.deepEqual({ target: b.target, value: b.value, from: b.from, socket: b.socket },
     { target: "4.scale_by", value: 0, from: null, socket: null });
 });
+
+test("a MODEL link the API form shows but the UI types loosely is refused, naming it", () => {
+  const f = retyped("MODEL", "IMAGE");
+  for (const l of f.ui.links) if (l[1] === 1) l[5] = "*"; // e.g. through an untyped reroute
+  assert.throws(() => planOffload(f), (e) => e instanceof OffloadRefusal
+    && /a MODEL link cannot travel to a remote: LoadImage #1 → ImageInvert #2\.image \(entering the selection\)/.test(e.message));
+});
