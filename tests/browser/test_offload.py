@@ -199,6 +199,21 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
             entries = await page.evaluate("""(id) => window.app.canvas.getNodeMenuOptions(window.app.graph.getNodeById(id))
                 .filter(Boolean).map((o) => o.content)""", sel[0])
             assert "Run selection remotely…" in entries, entries
+
+            # ---- a conversion that fails half-way (here: a node type that cannot be made) is taken back
+            await page.evaluate("""() => { const make = LiteGraph.createNode;
+              window.__crMake = make;
+              LiteGraph.createNode = (t, ...a) => (t === 'RemoteWait' ? null : make.call(LiteGraph, t, ...a)); }""")
+            await run_command(page)
+            await page.evaluate("() => { LiteGraph.createNode = window.__crMake; }")
+            await page.locator(".p-toast-message, [role='alert']").filter(has_text="no node type RemoteWait").first.wait_for()
+            await page.wait_for_function(
+                "() => !window.app.graph.nodes.some((n) => n.type === 'RemoteSubmit')", polling=100)
+            back = await page.evaluate("() => window.__cr.shape()")
+            assert back == original, differences(json.loads(original), json.loads(back))
+            await page.evaluate("""(ids) => { window.app.canvas.deselectAll();
+              window.app.canvas.selectNodes(ids.map((i) => window.app.graph.getNodeById(i))); }""", sel)
+
             local = await saved_pixels(c, (await page.evaluate("() => window.app.graphToPrompt()"))["output"])
             assert local.shape == (48, 64, 3)
             await tidy(page)

@@ -120,6 +120,9 @@ export function applyPlan(plan, { graph, canvas, LiteGraph, profile }) {
     group.pos = [Math.min(...xs) - pad, Math.min(...ys) - top];
     group.size = [Math.max(...xs) - Math.min(...xs) + 2 * pad, Math.max(...ys) - Math.min(...ys) + top + pad];
     return { group, submit, wait, nodes: made };
+  } catch (e) {
+    e.graphChanged = true; // the caller takes the half-made step back
+    throw e;
   } finally {
     graph.afterChange();
     canvas.emitAfterChange();
@@ -150,7 +153,14 @@ export async function runSelectionRemotely({ app, api, LiteGraph, notify, storag
     if (!res.ok || !answer.ok) {
       throw new OffloadRefusal(answer.message || answer.error || `the server answered ${res.status}`);
     }
-    const done = applyPlan(plan, { graph: root, canvas, LiteGraph, profile });
+    let done;
+    try {
+      done = applyPlan(plan, { graph: root, canvas, LiteGraph, profile });
+    } catch (e) {
+      // the change tracker recorded the half-made change as one step: take exactly it back
+      if (e && e.graphChanged) await app.extensionManager.command.execute("Comfy.Undo");
+      throw e;
+    }
     try { storage && storage.setItem(LAST_USED_KEY, profile); } catch { /* private mode */ }
     notify("success", "Runs remotely", `${plan.remove.length} node(s) now run on "${profile}": queue the graph`);
     return { ok: true, plan, ...done };
