@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .engine import media, posters, redaction
+from .engine import graph_preflight, media, posters, redaction
 from .engine.journal import STATE_FILTERS
 from .engine.profiles import SECRET_FIELDS
 from .providers import kinds
@@ -184,6 +184,21 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
         if name not in await asyncio.to_thread(m.profiles.names):  # (reads profiles.toml: not on this loop)
             return _error(404, f"no profile named {name!r}")
         ok, message = await engine(m.test_profile(name))
+        return _json({"ok": ok, "message": message})
+
+    @routes.post(PREFIX + "/profiles/{name}/check_graph")
+    async def check_graph(request: web.Request) -> web.Response:
+        """Pre-flight of a part of a graph run remotely: ``{workflow}`` (API format) → ``{ok, message}``."""
+        name = request.match_info["name"]
+        m = get_manager()
+        if name not in await asyncio.to_thread(m.profiles.names):
+            return _error(404, f"no profile named {name!r}")
+        workflow = (await _body(request)).get("workflow")
+        if isinstance(workflow, dict):
+            workflow = json.dumps(workflow)
+        if not isinstance(workflow, str) or not workflow.strip():
+            return _error(400, "workflow must be an API-format graph (JSON object or text)")
+        ok, message = await engine(graph_preflight.check_graph(m, name, workflow))
         return _json({"ok": ok, "message": message})
 
     @routes.post(PREFIX + "/profiles/{name}/key")

@@ -38,6 +38,11 @@ test("registers one sidebar tab with the contract's id and fields; render/destro
     await import("../remote_panel.js");
     assert.equal(extensions.length, 1);
     assert.equal(extensions[0].name, "comfyui_remote.panel");
+    // design §4 "Run a part of my graph remotely": the command and the setting are contract ids
+    assert.deepEqual(extensions[0].commands.map((c) => c.id), ["ComfyUIRemote.RunSelectionRemotely"]);
+    assert.equal(typeof extensions[0].commands[0].function, "function");
+    assert.deepEqual(extensions[0].settings.map((x) => [x.id, x.defaultValue]), [["ComfyUIRemote.OffloadProfile", ""]]);
+    assert.deepEqual(extensions[0].getNodeMenuItems({}), [], "no menu entry without a selection");
     assert.equal(api.listenerCount("comfyui_remote.task"), 0, "nothing is registered before setup");
     extensions[0].setup();
     assert.equal(api.listenerCount("comfyui_remote.task"), 1, "the task listener exists from setup on, before the tab opens");

@@ -1,0 +1,162 @@
+// The conversion of "Run a part of my graph remotely" (design §4) on graphs exported from the real
+// ComfyUI frontends (fixtures/: `app.graph.serialize()`, `app.graphToPrompt().output` and the node
+// definitions, written by tests/browser/test_offload.py with COMFYUI_REMOTE_WRITE_FIXTURES=1).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { OffloadRefusal, planOffload } from "../lib/offload.js";
+import { chooseProfile } from "../lib/offload_ui.js";
+
+const fixture = (name) => JSON.parse(readFileSync(new URL(`./fixtures/${name}.json`, import.meta.url), "utf8"));
+const FRONTENDS = ["1_27", "newest"];
+const byClass = (graph, cls) => Object.entries(graph).filter(([, n]) => n.class_type === cls).map(([id]) => id);
+
+for (const fe of FRONTENDS) {
+  test(`chain (${fe}): the middle runs remotely between a LoadImage and a SaveImage`, () => {
+    const f = fixture(`chain-${fe}`);
+    const plan = planOffload(f);
+    const [inv] = byClass(plan.graph, "ImageInvert");
+    const [scale] = byClass(plan.graph, "ImageScaleBy");
+    const [load] = byClass(plan.graph, "LoadImage");
+    const [save] = byClass(plan.graph, "SaveImage");
+    assert.equal(Object.keys(plan.graph).length, 4);
+    assert.deepEqual(plan.graph[inv], { ...f.prompt[inv], inputs: { image: [load, 0] } });
+    assert.deepEqual(plan.graph[scale], f.prompt[scale], "inner links and widget values as the frontend exported them");
+    assert.deepEqual(plan.graph[save].inputs.images, [scale, 0]);
+    assert.ok(!(load in f.prompt) && !(save in f.prompt), "new ids do not clash with the graph's");
+    assert.deepEqual(plan.inputs.map(({ node, socket, target, from }) => ({ node, socket, target, from })),
+      [{ node: "RemoteInputImage", socket: "image", target: `${load}.image`, from: { node: 1, slot: 0 } }]);
+    assert.deepEqual(plan.outputs.map(({ node, select, slot, to }) => ({ node, select, slot, to })),
+      [{ node: "RemoteFetchImage", select: save, slot: 0, to: [{ node: 4, slot: 0 }] }]);
+    assert.deepEqual(plan.remove, f.selected.map(Number));
+  });
+
+  test(`mixed (${fe}): reroute, primitive and bypassed node resolved as the frontend resolves them`, () => {
+    const f = fixture(`mixed-${fe}`);
+    const plan = planOffload(f);
+    // the bypassed ImageSharpen is gone, the reroute resolved: LoadImage feeds the remote input
+    assert.deepEqual(Object.values(plan.graph).map((n) => n.class_type).sort(),
+      ["ImageInvert", "ImageScaleBy", "LoadImage", "SaveImage"]);
+    const image = plan.inputs.find((i) => i.node === "RemoteInputImage");
+    assert.deepEqual(image.from, { node: 1, slot: 0 });
+    // the primitive outside keeps driving scale_by through a RemoteInputFloat linked to it
+    const float = plan.inputs.find((i) => i.node === "RemoteInputFloat");
+    assert.deepEqual({ target: float.target, value: float.value, from: float.from },
+      { target: "4.scale_by", value: 2, from: { node: 5, slot: 0 } });
+    assert.equal(plan.graph["4"].inputs.scale_by, 2);
+    // one save node remotely; its fetch feeds both users of the bypassed node's output
+    assert.equal(plan.outputs.length, 1);
+    assert.deepEqual(plan.outputs[0].to.sort((a, b) => a.node - b.node), [{ node: 7, slot: 0 }, { node: 8, slot: 0 }]);
+    assert.deepEqual(plan.remove, [3, 4, 6]);
+  });
+
+  test(`latent (${fe}): a LATENT link across the boundary is refused, naming the link`, () => {
+    const f = fixture(`latent-${fe}`);
+    assert.throws(() => planOffload(f), (e) => e instanceof OffloadRefusal
+      && /LATENT/.test(e.message) && /EmptyLatentImage #1 → LatentUpscaleBy #2\.samples/.test(e.message));
+  });
+}
+
+test("subgraph (today's frontend): a selected subgraph node runs with its inner API ids", () => {
+  const f = fixture("subgraph-newest");
+  const plan = planOffload(f);
+  const sub = String(f.selected[0]);
+  const inner = Object.keys(plan.graph).filter((k) => k.startsWith(sub + ":")).sort();
+  assert.deepEqual(inner, Object.keys(f.prompt).filter((k) => k.startsWith(sub + ":")).sort());
+  assert.equal(inner.length, 2);
+  const [load] = byClass(plan.graph, "LoadImage");
+  assert.deepEqual(plan.graph[byClass(plan.graph, "ImageInvert")[0]].inputs.image, [load, 0]);
+  assert.deepEqual(plan.inputs[0].from, { node: 1, slot: 0 });
+  assert.deepEqual(plan.outputs[0].to, [{ node: 4, slot: 0 }]);
+  assert.deepEqual(plan.graph[plan.outputs[0].select].inputs.images, [byClass(plan.graph, "ImageScaleBy")[0], 0]);
+});
+
+// The kinds the h14 nodes carry, on the real chain with its source and result re-typed.
+function retyped(inType, outType) {
+  const f = fixture("chain-newest");
+  const defs = JSON.parse(JSON.stringify(f.defs));
+  const ui = JSON.parse(JSON.stringify(f.ui));
+  defs.LoadImage.output = [inType, "MASK"];
+  defs.ImageScaleBy.output = [outType];
+  for (const l of ui.links) {
+    if (l[1] === 1) l[5] = inType;
+    if (l[3] === 4) l[5] = outType;
+  }
+  return { ...f, ui, defs };
+}
+
+test("VIDEO and AUDIO map to RemoteInputVideo/LoadVideo and SaveAudio/RemoteFetchAudio", () => {
+  const plan = planOffload(retyped("VIDEO", "AUDIO"));
+  const [load] = byClass(plan.graph, "LoadVideo");
+  assert.deepEqual([plan.inputs[0].node, plan.inputs[0].socket, plan.inputs[0].target], ["RemoteInputVideo", "video", `${load}.file`]);
+  const [save] = byClass(plan.graph, "SaveAudio");
+  assert.deepEqual([plan.outputs[0].node, plan.outputs[0].select], ["RemoteFetchAudio", save]);
+});
+
+test("a kind whose nodes this ComfyUI lacks is refused, naming them", () => {
+  const f = retyped("VIDEO", "AUDIO");
+  assert.throws(() => planOffload({ ...f, registered: (t) => !["RemoteInputVideo", "RemoteFetchAudio"].includes(t) }),
+    (e) => e instanceof OffloadRefusal && /RemoteFetchAudio, RemoteInputVideo/.test(e.message));
+});
+
+test("a MASK result comes back as the alpha of a saved image (RemoteFetchImage's MASK output)", () => {
+  const plan = planOffload(retyped("IMAGE", "MASK"));
+  const out = plan.outputs[0];
+  assert.deepEqual([out.node, out.slot], ["RemoteFetchImage", 1]);
+  const join = plan.graph[plan.graph[out.select].inputs.images[0]];
+  assert.equal(join.class_type, "JoinImageWithAlpha");
+  assert.equal(plan.graph[join.inputs.image[0]].class_type, "MaskToImage");
+});
+
+test("an INT made by a node outside becomes an override of the consuming input", () => {
+  const plan = planOffload(retyped("INT", "IMAGE"));
+  assert.deepEqual(plan.inputs.map((i) => [i.node, i.socket, i.target]), [["RemoteInputInt", "value", "2.image"]]);
+  assert.equal(plan.graph["2"].inputs.image, 0);
+  assert.equal(byClass(plan.graph, "LoadImage").length, 0);
+});
+
+test("an INT result cannot come back yet: refused, naming the link", () => {
+  assert.throws(() => planOffload(retyped("IMAGE", "INT")),
+    (e) => e instanceof OffloadRefusal && /INT result/.test(e.message) && /ImageScaleBy #3 → SaveImage #4\.images/.test(e.message));
+});
+
+test("a selection without work or without output is refused", () => {
+  const f = fixture("mixed-newest");
+  assert.throws(() => planOffload({ ...f, selected: [5] }), /nothing to run/);
+  assert.throws(() => planOffload({ ...f, selected: [] }), /select the nodes/);
+});
+
+test("the profile: the setting, else the last one used, else sandbox", () => {
+  const store = (v) => ({ getItem: () => v });
+  assert.equal(chooseProfile("comfyui", store("x")), "comfyui");
+  assert.equal(chooseProfile("  ", store("comfycloud")), "comfycloud");
+  assert.equal(chooseProfile(undefined, store(null)), "sandbox");
+  assert.equal(chooseProfile("", null), "sandbox");
+});
+
+test("a MASK input goes up as the alpha of an image made from it (LoadImage's MASK remotely)", () => {
+  const plan = planOffload(retyped("MASK", "IMAGE"));
+  const [load] = byClass(plan.graph, "LoadImage");
+  assert.deepEqual(plan.inputs.map((i) => [i.node, i.socket, i.helper, i.target]),
+    [["RemoteInputImage", "mask", "MaskToImage", `${load}.image`]]);
+  assert.deepEqual(plan.graph["2"].inputs.image, [load, 1]);
+});
+
+test("a BOOLEAN from a primitive goes up as RemoteInputInt 0/1 with the value the graph holds", () => {
+  const f = fixture("mixed-newest");
+  const ui = JSON.parse(JSON.stringify(f.ui));
+  const prompt = JSON.parse(JSON.stringify(f.prompt));
+  for (const l of ui.links) if (l[1] === 5) l[5] = "BOOLEAN";
+  prompt["4"].inputs.scale_by = false;
+  const plan = planOffload({ ...f, ui, prompt });
+  const b = plan.inputs.find((i) => i.node === "RemoteInputInt");
+  assert.deepEqual({ target: b.target, value: b.value, from: b.from, socket: b.socket },
+    { target: "4.scale_by", value: 0, from: null, socket: null });
+});
+
+test("a MODEL link the API form shows but the UI types loosely is refused, naming it", () => {
+  const f = retyped("MODEL", "IMAGE");
+  for (const l of f.ui.links) if (l[1] === 1) l[5] = "*"; // e.g. through an untyped reroute
+  assert.throws(() => planOffload(f), (e) => e instanceof OffloadRefusal
+    && /a MODEL link cannot travel to a remote: LoadImage #1 → ImageInvert #2\.image \(entering the selection\)/.test(e.message));
+});
