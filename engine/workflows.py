@@ -24,8 +24,11 @@ def resolve_workflow(workflow: str, profile: Profile, home: Path, sandbox_dir: O
             dirs.append(sandbox_dir)
         for d in dirs:
             path = d / name
-            if path.is_file():
-                return path.read_text(), name
+            try:
+                if path.is_file():
+                    return path.read_text(), name
+            except (OSError, ValueError):  # too long, a NUL, unreadable: no such workflow file
+                continue
         raise RejectedInput(f"workflow file {name!r} not found", field="workflow", provider=profile.provider,
                             profile=profile.name, hint=f"put it in {dirs[0]}" + (
                                 f" (the sandbox ships: {', '.join(sorted(p.name for p in dirs[1].glob('*.json')))})"
