@@ -313,7 +313,11 @@ class Profiles:
         self.file_error = None
         if mtime is not None:
             try:
-                data = tomllib.loads(self.toml_path.read_text())
+                data = tomllib.loads(self.toml_path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError:  # e.g. saved as UTF-16 or a Windows code page by an editor
+                self.file_error = f"{self.toml_path}: not UTF-8 text (save it as UTF-8)"
+                redaction.get_logger().warning("profiles.toml ignored: %s", self.file_error)
+                data = {}
             except (OSError, tomllib.TOMLDecodeError) as e:
                 self.file_error = f"{self.toml_path}: {e}"
                 redaction.get_logger().warning("profiles.toml ignored: %s", self.file_error)
