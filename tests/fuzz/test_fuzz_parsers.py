@@ -157,7 +157,7 @@ def test_comfycloud_answers(nodes, prog, classes):
 
 @FUZZ
 @given(errors=json_objects(comfy_graph_check), data=wire_json(comfy_graph_check), job=json_objects(comfy_jobs))
-@example(errors={"1": {"errors": 0}}, data={}, job={})  # found: node_errors' "errors" not a list
+@example(errors={"1": {"errors": 1}}, data={}, job={})  # found: node_errors' "errors" not a list
 def test_comfyui_validation_answers(errors, data, job, rh):
     assert isinstance(clear(comfy_graph_check.summarise, errors), (tuple, Exception))
     assert isinstance(clear(comfy_graph_check.rejected, rh, data), Exception)
