@@ -25,8 +25,25 @@ find_python() {  # the newest interpreter of version $1: pyenv's, else one on PA
   command -v "python$v" 2>/dev/null
 }
 
+venv_of() { echo "$ROOT/.py${1/./}-venv"; }
+
+build() {  # build (or keep) the venv of version $1 with interpreter $2; non-zero when pip failed
+  local v="$1" py="$2" venv stamp runner
+  venv="$(venv_of "$v")"
+  stamp="$("$py" -VV 2>&1 | head -1) $(sha256sum requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
+  [[ "$(cat "$venv/.stamp" 2>/dev/null)" == "$stamp" ]] && return 0
+  log "python $v: building $venv"
+  # requirements.txt as a user installs it, plus the test runner pins of requirements-dev.txt
+  mapfile -t runner < <(grep -E '^(pytest|hypothesis)' requirements-dev.txt)
+  "$py" -m venv --clear "$venv" &&
+    "$venv/bin/python" -m pip install --disable-pip-version-check --no-compile -q -r requirements.txt "${runner[@]}" \
+      2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2) &&
+    echo "$stamp" > "$venv/.stamp"
+}
+
 failed=()
-for v in $VERSIONS; do
+declare -A builders=()
+for v in $VERSIONS; do  # the venvs are built side by side (mostly waiting on downloads and unpacking)
   if [[ -z "${COMFYUI_REMOTE_PYTHONS:-}" && "$v" == "$OWN" ]]; then
     log "python $v: the suite's own interpreter (the full suite runs there): not repeated"; continue
   fi
@@ -34,20 +51,15 @@ for v in $VERSIONS; do
   if [[ -z "$py" ]]; then
     log "python $v: no interpreter on this machine (pyenv or python$v on PATH): skipped"; continue
   fi
-  venv="$ROOT/.py${v/./}-venv"
-  stamp="$("$py" -VV 2>&1 | head -1) $(sha256sum requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)"
-  if [[ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]]; then
-    log "python $v: building $venv"
-    # requirements.txt as a user installs it, plus the test runner pins of requirements-dev.txt
-    mapfile -t runner < <(grep -E '^(pytest|hypothesis)' requirements-dev.txt)
-    if "$py" -m venv --clear "$venv" &&
-       "$venv/bin/python" -m pip install --disable-pip-version-check -q -r requirements.txt "${runner[@]}" \
-         2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); then
-      echo "$stamp" > "$venv/.stamp"
-    else
-      log "python $v: its venv could not be built (pip): FAILED"; failed+=("$v"); continue
-    fi
+  build "$v" "$py" &
+  builders[$v]=$!
+done
+for v in $VERSIONS; do
+  [[ -n "${builders[$v]:-}" ]] || continue
+  if ! wait "${builders[$v]}"; then
+    log "python $v: its venv could not be built (pip): FAILED"; failed+=("$v"); continue
   fi
+  venv="$(venv_of "$v")"
   log "python $v: $("$venv/bin/python" -V 2>&1) — ${SELECTION[*]}"
   # shellcheck disable=SC2086
   if ! "$venv/bin/python" -m pytest -q -p no:cacheprovider ${SELECTION[*]}; then

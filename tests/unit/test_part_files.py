@@ -3,6 +3,7 @@ leaves none, and on start the engine deletes those of tasks no longer downloadin
 still unfinished or recoverable keeps what arrived, to resume with ``Range``."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,32 @@ def test_on_start_stale_part_files_are_deleted_and_resumable_ones_kept(tmp_path)
         assert (folder / "saved1" / "image_1.png").exists(), "only .part files are swept"
     finally:
         m.stop()
+
+
+async def test_a_download_refused_for_good_leaves_no_part_file(tmp_path):
+    """Half a result arrives, then the server refuses the file for good (HTTP 400): the task stays
+    recoverable, and the half file is gone (nothing could resume it)."""
+    from comfyui_remote.providers.base import Override
+    from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
+
+    fake = FakeComfyUI()
+    await fake.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "profiles.toml").write_text(f'[profiles.remote]\nprovider = "comfyui"\nurl = "{fake.url}"\n'
+                                        'poll_interval_s = 0.05\n')
+    fake.faults.add("view", "truncate")
+    fake.faults.add("view", "status", status=400, times=-1)
+    graph = (Path(__file__).resolve().parents[2] / "providers" / "sandbox_workflows" / "solid.json").read_text()
+    m = TaskManager(home, tmp_path / "out", policy=RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05,
+                                                               request_timeout_s=2.0)).start(reattach=False)
+    try:
+        call = lambda coro: asyncio.wait_for(asyncio.wrap_future(m.call(coro)), 60)  # noqa: E731
+        tid = await call(m.submit("remote", graph, [], reuse=False))
+        snap = await call(m.wait(tid))
+        assert snap["state"] == "succeeded" and snap["outputs_state"] == "missing", snap
+        assert len(fake.requests("view")) >= 2, "the half download, then the refusal"
+        assert not list((tmp_path / "out").rglob("*.part"))
+    finally:
+        await asyncio.to_thread(m.stop)
+        await fake.stop()
