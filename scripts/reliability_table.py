@@ -41,16 +41,17 @@ def run_suite(runs: int, out: Path) -> None:
                         "no:cacheprovider", "-k", select], cwd=ROOT, env=env, check=False)
 
 
-def table(records: list[dict], runs: int) -> str:
+def table(records: list[dict]) -> str:
     faults = fault_classes()
     cases = sorted({r["case"] for r in records})
-    cell: dict = collections.defaultdict(lambda: [0, 0])  # (case, fault) -> [runs, delivered or honest]
+    cell: dict = collections.defaultdict(lambda: [0, 0, 0])  # (case, fault) -> [runs, delivered, honest stops]
     total = collections.Counter()
     for r in records:
         ok = r["delivered"] or r["ambiguous"]
         c = cell[(r["case"], r["fault"])]
         c[0] += 1
-        c[1] += 1 if ok else 0
+        c[1] += r["delivered"]
+        c[2] += r["ambiguous"]
         total["runs"] += 1
         total["delivered"] += r["delivered"]
         total["ambiguous"] += r["ambiguous"]
@@ -60,12 +61,17 @@ def table(records: list[dict], runs: int) -> str:
     for f in faults:
         row = []
         for c in cases:
-            n, ok = cell.get((c, f), (0, 0))
-            row.append("—" if n == 0 else (f"{ok}/{n}" + ("" if ok == n else " ✗")))
+            n, got, stops = cell.get((c, f), (0, 0, 0))
+            text = "—" if n == 0 else f"{got}/{n}" + (f" (+{stops} stopped)" if stops else "")
+            row.append(text + (" ✗" if n and got + stops < n else ""))
         lines.append(f"| `{f}` | " + " | ".join(row) + " |")
     when = datetime.date.today().isoformat()
-    head = (f"Measured {when} by `scripts/reliability_table.py --runs {runs}` ({total['runs']} fault runs; "
-            f"a cell is results delivered / runs, — where the service has no such channel):\n\n")
+    runs = max(n for n, _, _ in cell.values())
+    head = (f"Measured {when} by `scripts/reliability_table.py --runs {runs}` ({total['runs']} fault runs). A "
+            f"cell is results delivered / runs; \"stopped\": the create's answer was lost on a service that "
+            f"cannot look a task up, so the node stopped and said to check the console before queueing again "
+            f"(the task is kept in the journal, nothing re-sent); — the service has no such channel; ✗ a result "
+            f"lost:\n\n")
     foot = (f"\n\n**Runs {total['runs']} · results delivered {total['delivered']} · stopped honestly before a "
             f"possible double payment {total['ambiguous']} · results lost {total['lost']} · second paid tasks "
             f"{total['second']}.**")
@@ -89,7 +95,7 @@ def main() -> int:
     if not records:
         print("no fault runs were recorded", file=sys.stderr)
         return 1
-    text = table(records, args.runs)
+    text = table(records)
     if args.write:
         doc = args.write.read_text(encoding="utf-8")
         if BEGIN not in doc or END not in doc:
