@@ -13,8 +13,10 @@ from comfyui_remote.engine import comfy_progress, results, sse, workflows
 from comfyui_remote.engine.profiles import Profiles
 from comfyui_remote.engine.rules import RetryPolicy
 from comfyui_remote.engine.transfer import Http
-from comfyui_remote.providers import (base, comfy_graph_check, comfy_jobs, comfycloud_wire, graph, provider_class,
-                                      runninghub_parse, speedpix_wire, tensorart_wire)
+from comfyui_remote.engine.websocket import Frame
+from comfyui_remote.providers import (base, comfy_graph_check, comfy_jobs, comfy_native, comfycloud, comfycloud_wire,
+                                      graph, nextgpu, provider_class, runninghub_parse, speedpix_wire, tensorart_wire)
+from comfyui_remote.providers.comfy_native import ComfyServer, Followed
 from comfyui_remote.providers.base import Output, Target, TaskUpdate
 from comfyui_remote.tests.fuzz.strategies import FUZZ, assert_clear, json_objects, scalars, wire_json
 
@@ -198,3 +200,52 @@ def test_sse_stream(chunks):
     for c in chunks:
         got = clear(parser.feed, c)
         assert isinstance(got, list) and all(isinstance(e, sse.Event) for e in got), got
+
+
+# ---------------------------------------------------------------- what push channels carry
+
+@pytest.fixture(scope="module")
+def ng(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ng")
+    (home / "profiles.toml").write_text('[profiles.ng]\nprovider = "nextgpu"\nurl = "http://127.0.0.1:9"\n'
+                                        'user = "fuzz-user"\ntoken = "fuzz-token"\n')
+    profile = Profiles(home, env={}).get("ng")
+    return provider_class("nextgpu")(profile, Http(provider="nextgpu", profile="ng", policy=RetryPolicy()))
+
+
+NG_ID = "nextGPU2026"
+
+
+@FUZZ
+@given(msg=json_objects(nextgpu) | st.fixed_dictionaries({
+    "messageID": st.just(1) | scalars, "taskID": st.just(NG_ID) | scalars,
+    "tasks": st.lists(st.fixed_dictionaries({"subID": st.just(NG_ID + "_0001") | scalars}, optional={
+        "status": scalars, "ossUrls": wire_json(), "spareWaitCount": scalars, "initWaitCount": scalars}),
+        max_size=3) | scalars}), count=scalars)
+def test_nextgpu_socket_messages(msg, count, ng):
+    ref = base.RemoteRef(NG_ID, {"count": count}, None)
+    upd = clear(ng._snapshot, ref, msg)
+    assert upd is None or isinstance(upd, (TaskUpdate, Exception))
+    if isinstance(upd, TaskUpdate):
+        assert upd.progress is None or 0.0 <= upd.progress <= 1.0
+
+
+@FUZZ
+@given(name=st.sampled_from(("status", "progress", "preview", "message")) | st.text(max_size=8),
+       data=json_objects(comfycloud, comfycloud_wire) | wire_json(comfycloud))
+def test_comfycloud_stream_events(name, data):
+    upd = clear(comfycloud._event_update, sse.Event("event", name, data))
+    assert upd is None or isinstance(upd, (TaskUpdate, Exception))
+
+
+@FUZZ
+@given(frames=st.lists(st.builds(Frame, st.just("json"), json_objects(comfy_native, comfy_progress) | scalars)
+                       | st.builds(Frame, st.just("binary"), st.binary(max_size=24)
+                                   | st.binary(max_size=16).map(lambda b: b"\x00\x00\x00\x01\x00\x00\x00\x01" + b))
+                       | st.builds(Frame, st.sampled_from(("connected", "disconnected"))), max_size=6))
+async def test_comfyui_socket_frames(frames):
+    srv = ComfyServer(provider=None, client_id="fuzz")
+    srv.followed["p1"] = Followed("p1", None)  # followed without opening a socket
+    for fr in frames:
+        clear(srv._on_frame, fr)
+    assert isinstance(clear(srv.followed["p1"].progress.update), (TaskUpdate, Exception))
