@@ -4,7 +4,6 @@ exception. (The providers' readers over HTTP are in test_fuzz_providers.py.)"""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import example, given, strategies as st

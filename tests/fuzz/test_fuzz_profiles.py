@@ -10,7 +10,7 @@ import math
 import pytest
 from hypothesis import example, given, strategies as st
 
-from comfyui_remote.engine import profiles as profiles_mod, redaction
+from comfyui_remote.engine import redaction
 from comfyui_remote.engine.profiles import BUILTIN_NAMES, COMMON_FIELDS, PROVIDERS, SECRET_FIELDS, Profile, Profiles
 from comfyui_remote.providers.base import ConfigError
 from comfyui_remote.tests.fuzz.strategies import FUZZ, assert_clear

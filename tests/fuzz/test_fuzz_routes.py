@@ -15,7 +15,6 @@ from hypothesis import example, given, strategies as st
 from comfyui_remote.engine.profiles import Profiles
 from comfyui_remote.engine.rules import RetryPolicy
 from comfyui_remote.engine.tasks import TaskManager
-from comfyui_remote.providers.base import Override
 from comfyui_remote.routes import PREFIX, setup_routes
 from comfyui_remote.tests.fuzz.strategies import FUZZ, wire_json
 

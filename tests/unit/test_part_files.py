@@ -106,7 +106,6 @@ def test_on_start_stale_part_files_are_deleted_and_resumable_ones_kept(tmp_path)
 async def test_a_download_refused_for_good_leaves_no_part_file(tmp_path):
     """Half a result arrives, then the server refuses the file for good (HTTP 400): the task stays
     recoverable, and the half file is gone (nothing could resume it)."""
-    from comfyui_remote.providers.base import Override
     from comfyui_remote.tests.fakes.comfyui import FakeComfyUI
 
     fake = FakeComfyUI()
