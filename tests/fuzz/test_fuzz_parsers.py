@@ -248,3 +248,10 @@ async def test_comfyui_socket_frames(frames):
     for fr in frames:
         clear(srv._on_frame, fr)
     assert isinstance(clear(srv.followed["p1"].progress.update), (TaskUpdate, Exception))
+
+
+def test_a_workflow_file_that_is_not_utf8_is_named(sandbox):
+    home, profile = sandbox
+    (home / "workflows" / "latin.json").write_bytes('{"1": {"class_type": "Caf\xe9"}}'.encode("latin-1"))
+    err = clear(workflows.resolve_workflow, "latin.json", profile, home, None)
+    assert isinstance(err, Exception) and "latin.json" in str(err) and "UTF-8" in str(err)
