@@ -80,6 +80,8 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
             return _error(400, "limit and before must be whole numbers")
         if not 1 <= limit <= MAX_LIMIT:
             return _error(400, f"limit must be between 1 and {MAX_LIMIT}")
+        if before is not None and not 0 <= before < 2**63:  # the journal's cursor is a 64-bit row number
+            return _error(400, "before must be a row number from an earlier page's 'next'")
         tasks, nxt = await asyncio.to_thread(get_manager().list_tasks, state, limit, before)
         return _json({"tasks": tasks, "next": nxt})
 

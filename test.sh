@@ -95,5 +95,14 @@ else
   log "node missing: panel JavaScript units skipped"
 fi
 
+# the import and profile code under Python 3.10–3.13 too, each in the pack's own cached venv
+# (COMFYUI_REMOTE_PY_MATRIX=0 leaves it out)
+matrix=0
+if [[ "${COMFYUI_REMOTE_PY_MATRIX:-1}" != 0 ]]; then
+  log "python matrix: scripts/py_matrix.sh"
+  bash scripts/py_matrix.sh || matrix=$?
+fi
+
 log "python suites: pytest $*"
-exec "$COMFYUI_VENV/bin/python" -m pytest "$@"
+"$COMFYUI_VENV/bin/python" -m pytest "$@" || exit $?
+exit "$matrix"

@@ -18,13 +18,14 @@ from typing import Optional
 from ..providers.base import Output, RemoteError, State
 from . import media
 from .live import Live
-from .redaction import describe
+from .redaction import describe, get_logger
 from .rules import look_is_fatal
 from .transfer import Expired, file_sha256, replace
 
 DOWNLOAD_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4",
                 "audio/mpeg": ".mp3", "audio/wav": ".wav", "text/plain": ".txt"}
 PROGRESS_EVERY_S = 0.5
+log = get_logger("comfyui_remote.engine")
 
 
 class DownloadsMixin:
@@ -126,23 +127,35 @@ class DownloadsMixin:
             except Expired as e:
                 refreshes += 1
                 if refreshes > self.policy.url_refreshes:
+                    await asyncio.to_thread(_unlink, part)  # the next try starts from a fresh link
                     raise
                 fresh = await self._fresh_output(live, o, n, e)
                 url, current = fresh.url or url, fresh
             except RemoteError as e:
                 if look_is_fatal(e) or not e.retryable:
+                    await asyncio.to_thread(_unlink, part)  # refused for good: nothing to resume
                     raise
                 size = await asyncio.to_thread(_size, part)
                 failures = 0 if size > last_size else failures + 1
                 last_size = size
                 if failures >= self.policy.download_attempts:
-                    raise
+                    raise  # what arrived stays for Recover to resume (or the start-up sweep to delete)
                 await asyncio.sleep(self.policy.delay(failures, e.retry_after))
         mime = o.mime or got.mime or mimetypes.guess_type(dest.name)[0]
         if not Path(dest.name).suffix and mime in DOWNLOAD_EXT:
             dest = dest.with_name(dest.name + DOWNLOAD_EXT[mime])
         await asyncio.to_thread(replace, part, dest)
         return dest, got.size, mime
+
+    async def _sweep_stale_parts(self) -> None:
+        """On start: delete the ``.part`` files of tasks that are no longer downloading (cancelled,
+        finished, forgotten); a task still unfinished or recoverable keeps what arrived to resume."""
+        keep = {self.result_dir(row) for row in await self._db(self.journal.unfinished)}
+        for p in await asyncio.to_thread(stale_parts, self.results_dir, keep):
+            try:
+                await asyncio.to_thread(_unlink, p)
+            except OSError as e:
+                log.warning("cannot delete the stale download %s: %s", p.name, e.strerror or e.__class__.__name__)
 
     async def _download_note(self, live: Live, message: str) -> None:
         # a note that comes in after the end must not replace the last word
@@ -180,6 +193,22 @@ def _match(o: Output, n: int, fresh: list[Output]) -> Optional[Output]:
     if len(same_kind) == 1:
         return same_kind[0]
     return fresh[n] if n < len(fresh) and fresh[n].kind == o.kind else None
+
+
+def stale_parts(results_dir: Path, keep: set) -> list[Path]:
+    """``.part`` files under ``results_dir/remote/<provider>/<task>/`` whose task folder is not in
+    ``keep`` (the folders of tasks still downloading or recoverable)."""
+    root = Path(results_dir) / "remote"
+    if not root.is_dir():
+        return []
+    return [p for p in root.glob("*/*/*.part") if p.parent not in keep]
+
+
+def _unlink(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _size(p: Path) -> int:

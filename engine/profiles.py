@@ -258,11 +258,15 @@ class CredentialStore:
                     json.dump(data, fh)
                 os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR)
                 os.replace(tmp, self.path)
-            except BaseException:
+            except BaseException as e:
                 try:
                     os.unlink(tmp)
                 except OSError:
                     pass
+                if isinstance(e, OSError):  # a full disk, a file another program holds open (Windows)
+                    raise ConfigError(f"{self.path} cannot be written ({e.strerror or e.__class__.__name__})",
+                                      hint="close programs that have it open, check the disk, then set the key "
+                                           "again; the keys stored before are kept") from None
                 raise
             os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
 
@@ -313,7 +317,11 @@ class Profiles:
         self.file_error = None
         if mtime is not None:
             try:
-                data = tomllib.loads(self.toml_path.read_text())
+                data = tomllib.loads(self.toml_path.read_text(encoding="utf-8-sig"))  # (Notepad's BOM)
+            except UnicodeDecodeError:  # e.g. saved as UTF-16 or a Windows code page by an editor
+                self.file_error = f"{self.toml_path}: not UTF-8 text (save it as UTF-8)"
+                redaction.get_logger().warning("profiles.toml ignored: %s", self.file_error)
+                data = {}
             except (OSError, tomllib.TOMLDecodeError) as e:
                 self.file_error = f"{self.toml_path}: {e}"
                 redaction.get_logger().warning("profiles.toml ignored: %s", self.file_error)

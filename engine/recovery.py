@@ -49,6 +49,10 @@ class RecoveryMixin:
 
     async def reattach(self) -> None:
         """On start: follow every unfinished task again, fetch missing results (background)."""
+        try:
+            await self._sweep_stale_parts()
+        except Exception:
+            log.exception("sweeping stale .part files failed")
         for row in await self._db(self.journal.unfinished):
             try:
                 await self._reattach_row(row)

@@ -346,6 +346,7 @@ class Http:
         length = None if encoded else resp.content_length  # the wire length of a compressed body
         total = (have + length) if length is not None else None
         if total is not None and total > max_bytes:
+            await asyncio.to_thread(_unlink, part)  # a file refused for good leaves nothing behind
             raise self._err(RejectedInput, f"{where}: file of {total} bytes exceeds the {max_bytes // MiB} MiB cap")
         fh = await asyncio.to_thread(open, part, "ab" if have else "wb")
         size = have
@@ -359,8 +360,13 @@ class Http:
                     on_progress(size, total)
         except (aiohttp.ClientPayloadError, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
             size = -1
-        finally:
+        except RejectedInput:
             await asyncio.to_thread(fh.close)
+            await asyncio.to_thread(_unlink, part)
+            raise
+        finally:
+            if not fh.closed:
+                await asyncio.to_thread(fh.close)
         if size < 0 or (total is not None and size != total):
             got = await asyncio.to_thread(_size, part)
             raise self._err(TransientError, f"{where}: the download stopped at {got}"

@@ -24,8 +24,18 @@ def resolve_workflow(workflow: str, profile: Profile, home: Path, sandbox_dir: O
             dirs.append(sandbox_dir)
         for d in dirs:
             path = d / name
-            if path.is_file():
-                return path.read_text(), name
+            try:
+                found = path.is_file()
+            except (OSError, ValueError):  # a name too long or with a NUL: no such workflow file
+                continue
+            if found:
+                try:
+                    return path.read_text(encoding="utf-8-sig"), name
+                except (OSError, ValueError) as e:
+                    why = "is not UTF-8 text" if isinstance(e, ValueError) else \
+                        f"cannot be read ({getattr(e, 'strerror', None) or e.__class__.__name__})"
+                    raise RejectedInput(f"workflow file {name!r} {why}", field="workflow", provider=profile.provider,
+                                        profile=profile.name, hint=f"save {path} as UTF-8 JSON") from None
         raise RejectedInput(f"workflow file {name!r} not found", field="workflow", provider=profile.provider,
                             profile=profile.name, hint=f"put it in {dirs[0]}" + (
                                 f" (the sandbox ships: {', '.join(sorted(p.name for p in dirs[1].glob('*.json')))})"

@@ -87,7 +87,7 @@ def summarise(node_errors: dict) -> tuple[str, Optional[str], Optional[str], Opt
     for nid in sorted(node_errors, key=lambda n: node_sort_key(str(n))):
         ne = node_errors[nid] if isinstance(node_errors[nid], dict) else {}
         cls = ne.get("class_type") or "?"
-        for e in ne.get("errors") or []:
+        for e in ne.get("errors") if isinstance(ne.get("errors"), list) else []:
             if not isinstance(e, dict):
                 continue
             inp = (e.get("extra_info") or {}).get("input_name") if isinstance(e.get("extra_info"), dict) else None

@@ -169,8 +169,8 @@ class ComfyServer:
         data = await self.p.get("/queue", "GET /queue")
         if not isinstance(data, dict):
             raise self.p.error(ProtocolError, "GET /queue answered something that is not an object")
-        running = [x for x in data.get("queue_running") or [] if isinstance(x, list) and len(x) > 2]
-        pending = [x for x in data.get("queue_pending") or [] if isinstance(x, list) and len(x) > 2]
+        running = [x for x in _list(data.get("queue_running")) if isinstance(x, list) and len(x) > 2]
+        pending = [x for x in _list(data.get("queue_pending")) if isinstance(x, list) and len(x) > 2]
         pending.sort(key=lambda x: (x[0] if isinstance(x[0], (int, float)) else 0))
         for item in running + pending:
             if isinstance(item[2], dict) and str(item[1]) in self.followed:
@@ -254,3 +254,8 @@ class ComfyServer:
             self._socket.cancel()
             await asyncio.gather(self._socket, return_exceptions=True)
             self._socket = None
+
+
+def _list(value: Any) -> list:
+    """A list the server sent, or none (a wrong type reads as nothing, never a TypeError)."""
+    return value if isinstance(value, list) else []

@@ -283,7 +283,8 @@ class ComfyUIProvider(Provider):
                 if key == "text":
                     texts.extend(Output(kind="text", text=str(t), node=str(nid)) for t in items if isinstance(t, str))
                     continue
-                files.extend((str(nid), key, it) for it in items if isinstance(it, dict) and it.get("filename"))
+                files.extend((str(nid), key, it) for it in items
+                             if isinstance(it, dict) and isinstance(it.get("filename"), str) and it["filename"])
         chosen = [f for f in files if f[2].get("type", "output") == "output"] or \
             [f for f in files if f[2].get("type") == "temp"]
         result: list[Output] = []

@@ -71,7 +71,8 @@ def _state(obj: dict) -> Optional[int]:
 
 
 def _code(data: Any) -> Any:
-    return next((v for k, v in data.items() if str(k).lower() == "codeid"), None) if isinstance(data, dict) else None
+    code = next((v for k, v in data.items() if str(k).lower() == "codeid"), None) if isinstance(data, dict) else None
+    return code if isinstance(code, (int, str)) else None  # (a list or an object is no code at all)
 
 
 def _duration(ms: int) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -288,18 +289,33 @@ async def test_fault_loses_nothing_and_never_pays_twice(env: Env, fault: str):
         pytest.skip(why)
     workflow, overrides, expect = env.case.workflow_single()
     before = env.case.remote_tasks()
-    env.case.inject(fault)
+    seen = {"delivered": 0, "ambiguous": 0}
     try:
-        tid = await env.submit(workflow, overrides)
-    except RemoteError as e:
-        assert fault.startswith("submit_") and fault != "submit_429", e
-        assert_honest_ambiguity(env, e, before)
-        return
-    snap = await env.finish(tid)
-    assert snap["state"] == "succeeded", snap
-    assert snap["outputs_state"] == "saved", snap
-    assert env.case.remote_tasks() == before + 1, "a fault must never create a second paid task"
-    assert_pixels(env, tid, expect)
+        env.case.inject(fault)
+        try:
+            tid = await env.submit(workflow, overrides)
+        except RemoteError as e:
+            assert fault.startswith("submit_") and fault != "submit_429", e
+            assert_honest_ambiguity(env, e, before)
+            seen["ambiguous"] = 1
+            return
+        snap = await env.finish(tid)
+        assert snap["state"] == "succeeded", snap
+        assert snap["outputs_state"] == "saved", snap
+        assert env.case.remote_tasks() == before + 1, "a fault must never create a second paid task"
+        assert_pixels(env, tid, expect)
+        seen["delivered"] = 1
+    finally:
+        _measured(env, fault, paid=env.case.remote_tasks() - before, **seen)
+
+
+def _measured(env: Env, fault: str, **counts) -> None:
+    """One line per fault run for scripts/reliability_table.py (when it names the file)."""
+    path = os.environ.get("COMFYUI_REMOTE_RELIABILITY")
+    if path:
+        case = type(env.case).__module__.rsplit("case_", 1)[-1]
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"case": case, "provider": env.case.provider, "fault": fault, **counts}) + "\n")
 
 
 async def test_a_result_that_cannot_be_downloaded_stays_recoverable(env: Env):
