@@ -20,7 +20,7 @@ from comfyui_remote.tests.fuzz.strategies import FUZZ, wire_json
 
 ROUTES = (("GET", "/tasks"), ("GET", "/tasks/{id}"), ("POST", "/tasks/{id}/cancel"), ("POST", "/tasks/{id}/recover"),
           ("GET", "/tasks/{id}/outputs/{n}"), ("GET", "/profiles"), ("POST", "/profiles/{name}/test"),
-          ("POST", "/profiles/{name}/key"))
+          ("POST", "/profiles/{name}/key"), ("POST", "/profiles/{name}/check_graph"))
 TEXT = st.text(max_size=24) | st.integers(-2**70, 2**70).map(str) | st.sampled_from(("", " 1", "+1", "1_0", "١", "-1"))
 QUERY_KEYS = st.sampled_from(("state", "limit", "before", "thumb")) | st.text(max_size=6)
 TYPES = st.sampled_from(("application/json", "application/json; charset=latin-1", "text/plain",
