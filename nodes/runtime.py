@@ -106,6 +106,7 @@ def bump_generation(node_id: Optional[str]) -> None:
 def progress_text(snap: dict, elapsed: float) -> str:
     parts = []
     state = snap.get("state")
+    downloading = state == "running" and snap.get("outputs_state") == "pending"  # "downloading result 1 of 2: …"
     if state == "queued":
         pos, length = snap.get("queue_position"), snap.get("queue_length")
         if pos is not None and length:
@@ -114,6 +115,8 @@ def progress_text(snap: dict, elapsed: float) -> str:
             parts.append(f"queued, position {pos}")
         else:
             parts.append("queued")
+    elif downloading:
+        parts.append(str(snap.get("message") or "downloading results")[:120])
     elif state == "running":
         node = snap.get("node")
         step, mx = snap.get("step"), snap.get("max_steps")
