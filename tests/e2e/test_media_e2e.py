@@ -36,13 +36,17 @@ MEDIA = {
     "7": {"class_type": "SaveAudio", "inputs": {"audio": ["3", 0], "filename_prefix": "audio/e2e_media"}},
     "8": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "placeholder"}},
     "9": {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}},
+    "11": {"class_type": "LoadVideo", "inputs": {"file": "placeholder.mp4"}},
+    "12": {"class_type": "SaveVideo", "inputs": {"video": ["11", 0], "filename_prefix": "video/e2e_created",
+                                                 "format": "auto", "codec": "auto"}},
+    "13": {"class_type": "LoadVideo", "inputs": {"file": "placeholder.mp4"}},  # not run: only its upload is looked at
 }
 PREVIEW = {"1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
            "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
 
 
 def local_graph(video: str, sound: str, still: str) -> dict:
-    submit = {"profile": "comfyui", "workflow": json.dumps(MEDIA), "reuse_result": False, "inputs": ["13", 0]}
+    submit = {"profile": "comfyui", "workflow": json.dumps(MEDIA), "reuse_result": False, "inputs": ["18", 0]}
     return {
         "10": {"class_type": "LoadVideo", "inputs": {"file": video}},
         "11": {"class_type": "RemoteInputVideo", "inputs": {"target": "1.file", "video": ["10", 0]}},
@@ -50,6 +54,13 @@ def local_graph(video: str, sound: str, still: str) -> dict:
         "13": {"class_type": "RemoteInputAudio", "inputs": {"target": "3.audio", "audio": ["12", 0],
                                                             "inputs": ["14", 0]}},
         "14": {"class_type": "RemoteInputText", "inputs": {"target": "8.value", "text": TEXT, "inputs": ["11", 0]}},
+        # a VIDEO made in the graph (not from a file) goes up encoded as mp4/h264
+        "15": {"class_type": "GetVideoComponents", "inputs": {"video": ["10", 0]}},
+        "16": {"class_type": "CreateVideo", "inputs": {"images": ["15", 0], "fps": ["15", 2]}},
+        "17": {"class_type": "RemoteInputVideo", "inputs": {"target": "11.file", "video": ["16", 0],
+                                                            "inputs": ["13", 0]}},
+        # a file of the input folder keeps its bytes and its name
+        "18": {"class_type": "RemoteInputFile", "inputs": {"target": "13.file", "file": video, "inputs": ["17", 0]}},
         "20": {"class_type": "RemoteSubmit", "inputs": submit},
         "21": {"class_type": "RemoteWait", "inputs": {"task": ["20", 0], "timeout_s": 300}},
         "22": {"class_type": "RemoteFetchVideo", "inputs": {"result": ["21", 0], "frame_load_cap": 3,
@@ -104,7 +115,13 @@ async def test_video_audio_text_files_and_previews_come_back_as_the_remote_wrote
         remote_flac = await rc.view(ro["7"]["audio"][0])
         remote_preview = await rc.view(preview["outputs"]["2"]["images"][0])
         uploaded = await rc.view({"filename": media["prompt"][2]["1"]["inputs"]["file"], "type": "input"})
+        created = await rc.view({"filename": media["prompt"][2]["11"]["inputs"]["file"], "type": "input"})
+        as_file_name = media["prompt"][2]["13"]["inputs"]["file"]
+        as_file = await rc.view({"filename": as_file_name, "type": "input"})
     assert uploaded == clip.data  # a VIDEO loaded from a file goes up byte for byte
+    assert as_file == clip.data and as_file_name.endswith("-" + names[0])
+    made = ms.decode_video_rgb(created)  # one made in the graph: encoded to mp4 (h264), the same frames
+    assert made.shape == clip.frames.shape and np.abs(made.astype(int) - clip.frames.astype(int)).mean() < 6
     assert preview["outputs"]["2"]["images"][0]["type"] == "temp"
 
     # video: the local SaveVideo re-muxes the fetched file (same frames); frames 1..3 exactly v/255
@@ -129,3 +146,33 @@ async def test_video_audio_text_files_and_previews_come_back_as_the_remote_wrote
     assert np.array_equal(np.asarray(Image.open(local_file(local, out["43"]["images"][0]))),
                           np.asarray(Image.open(io.BytesIO(remote_preview)).convert("RGB")))
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(remote_preview)).convert("RGB")), still)
+
+
+async def test_media_nodes_keep_the_contract(local_comfy):
+    """design §2: ids, input names and types, outputs."""
+    async with harness.Client(local_comfy.url) as c:
+        info = await c.get("/object_info")
+
+    def shape(node: str) -> tuple:
+        i = info[node]["input"]
+        typ = lambda spec: spec[0] if isinstance(spec[0], str) else "COMBO"  # noqa: E731
+        return ({k: typ(v) for k, v in i["required"].items()}, {k: typ(v) for k, v in i.get("optional", {}).items()},
+                list(zip(info[node]["output_name"], info[node]["output"])))
+
+    chain = {"inputs": "REMOTE_INPUTS"}
+    assert shape("RemoteInputVideo") == ({"target": "STRING", "video": "VIDEO"}, chain, [("inputs", "REMOTE_INPUTS")])
+    assert shape("RemoteInputAudio") == ({"target": "STRING", "audio": "AUDIO"}, chain, [("inputs", "REMOTE_INPUTS")])
+    assert shape("RemoteInputFile") == ({"target": "STRING", "file": "STRING"}, chain, [("inputs", "REMOTE_INPUTS")])
+    assert shape("RemoteFetchVideo") == (
+        {"result": "REMOTE_RESULT"},
+        {"select": "STRING", "frame_load_cap": "INT", "skip_first_frames": "INT", "select_every_nth": "INT"},
+        [("video", "VIDEO"), ("frames", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")])
+    assert shape("RemoteFetchAudio") == ({"result": "REMOTE_RESULT"}, {"select": "STRING"}, [("audio", "AUDIO")])
+    assert shape("RemoteFetchText") == ({"result": "REMOTE_RESULT"}, {"select": "STRING"},
+                                        [("text", "STRING"), ("count", "INT")])
+    assert shape("RemoteFetchFile") == ({"result": "REMOTE_RESULT"}, {"select": "STRING"},
+                                        [("paths", "STRING"), ("count", "INT")])
+    defaults = info["RemoteFetchVideo"]["input"]["optional"]
+    assert [defaults[k][1]["default"] for k in ("select", "frame_load_cap", "skip_first_frames", "select_every_nth")] \
+        == ["", 0, 0, 1]
+    assert all(info[n]["category"] == "remote" for n in ("RemoteInputFile", "RemoteFetchVideo", "RemoteFetchFile"))
