@@ -176,3 +176,16 @@ async def test_media_nodes_keep_the_contract(local_comfy):
     assert [defaults[k][1]["default"] for k in ("select", "frame_load_cap", "skip_first_frames", "select_every_nth")] \
         == ["", 0, 0, 1]
     assert all(info[n]["category"] == "remote" for n in ("RemoteInputFile", "RemoteFetchVideo", "RemoteFetchFile"))
+
+
+async def test_the_sandbox_media_nodes_are_comfyuis(remote_comfy):
+    """The sandbox's SaveAnimatedWEBP and PreviewAny take what ComfyUI 0.3.64's take."""
+    from comfyui_remote.sandbox.nodes import NODE_TYPES
+
+    async with harness.Client(remote_comfy.url) as c:
+        info = await c.get("/object_info")
+    for name in ("SaveAnimatedWEBP", "PreviewAny"):
+        ours, theirs = NODE_TYPES[name].info(None), info[name]
+        assert ours["input"]["required"] == theirs["input"]["required"], name
+        assert (ours["output"], ours["output_node"], ours["category"]) == (theirs["output"], theirs["output_node"],
+                                                                           theirs["category"]), name
