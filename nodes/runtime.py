@@ -23,7 +23,7 @@ except ImportError:  # older ComfyUI: no context, the prompt's outcome is then u
     def get_executing_context() -> Any:
         return None
 
-from ..engine import redaction
+from ..engine import redaction, results
 from ..engine.tasks import TaskManager
 from ..providers.base import RemoteError, RemoteTimeout
 from ..providers.sandbox import SandboxProvider
@@ -287,7 +287,7 @@ def summary(snap: dict) -> str:
     if snap.get("cost") is not None:
         bits.append(f"cost {snap['cost']:g}")
     outs = snap.get("outputs") or []
-    bits.append(f"{len(outs)} output(s)")
+    bits.append(results.tally(outs))
     if snap.get("message"):
         bits.append(str(snap["message"]))
     return redaction.scrub(" · ".join(bits))

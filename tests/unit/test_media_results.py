@@ -141,3 +141,9 @@ def test_flac_up_is_lossless_for_16_bit_sound_and_24_bit_close_for_any():
     assert wave.shape == (3, 999) and np.abs(wave - noise[0]).max() <= 2 ** -23
     with pytest.raises(RejectedInput, match="one sound per target"):
         audio.encode_flac(np.zeros((2, 1, 10), np.float32), 8000)
+
+
+def test_a_result_is_summed_up_by_kind():
+    outs = [{"kind": "image"}, {"kind": "video"}, {"kind": "image"}, {"kind": "text", "text": "x"}]
+    assert results.tally(outs) == "2 images, 1 video, 1 text"
+    assert results.tally([]) == "no outputs"
