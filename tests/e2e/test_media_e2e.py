@@ -46,7 +46,9 @@ PREVIEW = {"1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png
 
 
 def local_graph(video: str, sound: str, still: str) -> dict:
-    submit = {"profile": "comfyui", "workflow": json.dumps(MEDIA), "reuse_result": False, "inputs": ["18", 0]}
+    # RemoteRun with only its `result` used: no image is asked for (this result has videos, sound, text)
+    run = {"profile": "comfyui", "workflow": json.dumps(MEDIA), "reuse_result": False, "inputs": ["18", 0],
+           "timeout_s": 300}
     return {
         "10": {"class_type": "LoadVideo", "inputs": {"file": video}},
         "11": {"class_type": "RemoteInputVideo", "inputs": {"target": "1.file", "video": ["10", 0]}},
@@ -61,20 +63,19 @@ def local_graph(video: str, sound: str, still: str) -> dict:
                                                             "inputs": ["13", 0]}},
         # a file of the input folder keeps its bytes and its name
         "18": {"class_type": "RemoteInputFile", "inputs": {"target": "13.file", "file": video, "inputs": ["17", 0]}},
-        "20": {"class_type": "RemoteSubmit", "inputs": submit},
-        "21": {"class_type": "RemoteWait", "inputs": {"task": ["20", 0], "timeout_s": 300}},
-        "22": {"class_type": "RemoteFetchVideo", "inputs": {"result": ["21", 0], "frame_load_cap": 3,
+        "21": {"class_type": "RemoteRun", "inputs": run},
+        "22": {"class_type": "RemoteFetchVideo", "inputs": {"result": ["21", 2], "frame_load_cap": 3,
                                                             "skip_first_frames": 1, "select_every_nth": 1}},
         "23": {"class_type": "SaveVideo", "inputs": {"video": ["22", 0], "filename_prefix": "e2e_local_video",
                                                      "format": "auto", "codec": "auto"}},
         "24": {"class_type": "SaveImage", "inputs": {"images": ["22", 1], "filename_prefix": "e2e_local_frames"}},
-        "25": {"class_type": "RemoteFetchImage", "inputs": {"result": ["21", 0]}},
+        "25": {"class_type": "RemoteFetchImage", "inputs": {"result": ["21", 2]}},
         "26": {"class_type": "SaveImage", "inputs": {"images": ["25", 0], "filename_prefix": "e2e_local_anim"}},
-        "27": {"class_type": "RemoteFetchAudio", "inputs": {"result": ["21", 0]}},
+        "27": {"class_type": "RemoteFetchAudio", "inputs": {"result": ["21", 2]}},
         "28": {"class_type": "SaveAudio", "inputs": {"audio": ["27", 0], "filename_prefix": "e2e_local_audio"}},
-        "29": {"class_type": "RemoteFetchText", "inputs": {"result": ["21", 0]}},
+        "29": {"class_type": "RemoteFetchText", "inputs": {"result": ["21", 2]}},
         "30": {"class_type": "PreviewAny", "inputs": {"source": ["29", 0]}},
-        "31": {"class_type": "RemoteFetchFile", "inputs": {"result": ["21", 0], "select": "*.flac"}},
+        "31": {"class_type": "RemoteFetchFile", "inputs": {"result": ["21", 2], "select": "*.flac"}},
         "32": {"class_type": "PreviewAny", "inputs": {"source": ["31", 0]}},
         # a second remote graph that ends in PreviewImage: its temp preview is what comes back
         "40": {"class_type": "LoadImage", "inputs": {"image": still}},
