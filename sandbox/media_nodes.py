@@ -3,6 +3,7 @@
 - ``SaveAnimatedWEBP`` (core, ``comfy_extras/nodes_images.py``): ``{"images": [file], "animated": [true]}``;
   pixels as ComfyUI converts them (``clip(255·x)`` truncated), Pillow's WebP writer.
 - ``PreviewAny`` (core, ``comfy_extras/nodes_preview_any.py``): ``{"text": [value]}``.
+- ``SandboxSaveText`` (sandbox): a text saved as a ``.txt`` file, listed under ``files`` as custom savers do.
 - ``SandboxVideo`` (sandbox): the frames as an mp4 (h264, optionally with a sine AAC track), listed as
   ``SaveVideo`` lists its file: ``{"images": [file], "animated": [true]}``.
 """
@@ -95,6 +96,10 @@ async def _sandbox_video(ctx: Any, images: np.ndarray, fps: float = 8.0, filenam
     return (), {"images": [_store(ctx, filename_prefix, "mp4", data)], "animated": [True]}
 
 
+async def _sandbox_save_text(ctx: Any, text: str, filename_prefix: str = "text/ComfyUI") -> tuple:
+    return (), {"files": [_store(ctx, filename_prefix, "txt", text.encode())]}
+
+
 TYPES = {t.name: t for t in [
     NodeType("SaveAnimatedWEBP", "SaveAnimatedWEBP", "image/animation", {
         "images": ("IMAGE",),
@@ -114,4 +119,9 @@ TYPES = {t.name: t for t in [
         "sound": ("BOOLEAN", {"default": False}),
     }, (), _sandbox_video, output_node=True, python_module="custom_nodes.sandbox_remote_nodes",
         description="Saves the frames as an mp4 (h264; with sound: a 440 Hz AAC tone), listed like SaveVideo."),
+    NodeType("SandboxSaveText", "Sandbox Save Text", "sandbox", {
+        "text": ("STRING", {"multiline": True, "default": ""}),
+        "filename_prefix": ("STRING", {"default": "text/ComfyUI", "tooltip": SAVE_PREFIX_TOOLTIP}),
+    }, (), _sandbox_save_text, output_node=True, python_module="custom_nodes.sandbox_remote_nodes",
+        description="Saves the text as a .txt file in the output folder."),
 ]}

@@ -9,7 +9,7 @@ bytes, truncation included).
 
 Core types: LoadImage, ImageInvert, EmptyImage, SaveImage, PreviewImage, ImageBatch, ImageScale,
 MaskToImage; with ``media_nodes``: SaveAnimatedWEBP, PreviewAny. Sandbox types (also shipped for a
-real server in ``tests/remote_nodes``): SandboxSolid, SandboxSlowPass, SandboxFail; and, sandbox only, SandboxVideo.
+real server in ``tests/remote_nodes``): SandboxSolid, SandboxSlowPass, SandboxFail; and, sandbox only, SandboxVideo, SandboxSaveText.
 
 :func:`validate_prompt` mirrors ``execution.validate_prompt``/``validate_inputs`` of 0.3.64: error
 types ``invalid_prompt``, ``prompt_no_outputs``, ``prompt_outputs_failed_validation`` and per node

@@ -26,6 +26,7 @@ GRAPH = {  # 4 distinct frames (a WebP writer merges identical neighbours)
     "4": {"class_type": "SandboxVideo", "inputs": {"images": ["9", 0], "fps": 8.0, "filename_prefix": "video/clip",
                                                    "sound": True}},
     "5": {"class_type": "PreviewAny", "inputs": {"source": "a cat ✓"}},
+    "10": {"class_type": "SandboxSaveText", "inputs": {"text": "line one\nline two ✓", "filename_prefix": "notes/cap"}},
 }
 
 
@@ -53,7 +54,7 @@ async def test_media_results_are_saved_named_typed_and_read_back(m):
     assert got == [("2", "image", ".webp", "image/webp", None), ("3", "image", ".png", "image/png", 1),
                    ("3", "image", ".png", "image/png", 1), ("3", "image", ".png", "image/png", 1),
                    ("3", "image", ".png", "image/png", 1), ("4", "video", ".mp4", "video/mp4", None),
-                   ("5", "text", None, None, None)]
+                   ("10", "text", ".txt", "text/plain", None), ("5", "text", None, None, None)]
     assert Path(outs[5]["path"]).name == "clip_00001_.mp4" and Path(outs[0]["path"]).name == "anim_00001_.webp"
 
     image, _ = results.load_images(results.select_outputs(outs, ""))  # the WebP, not the previews
@@ -70,7 +71,9 @@ async def test_media_results_are_saved_named_typed_and_read_back(m):
     wave, rate = video.sound(clip["path"], info)
     assert rate == 44100 and wave.shape[0] == 1 and np.abs(wave).max() > 0.2
 
-    assert results.load_texts(results.select_outputs(outs, "", "text")) == ["a cat ✓"]
+    # a text file with a link is saved and read back; inline texts come from the journal
+    assert results.load_texts(results.select_outputs(outs, "", "text")) == ["line one\nline two ✓", "a cat ✓"]
+    assert Path(results.select_outputs(outs, "*.txt", "any")[0]["path"]).read_text() == "line one\nline two ✓"
     with pytest.raises(RejectedInput, match="1 video: use RemoteFetchVideo"):
         results.select_outputs(outs, "", "audio")
 
