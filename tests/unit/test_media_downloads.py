@@ -55,6 +55,9 @@ async def test_media_results_are_saved_named_typed_and_read_back(m):
                    ("3", "image", ".png", "image/png", 1), ("3", "image", ".png", "image/png", 1),
                    ("3", "image", ".png", "image/png", 1), ("4", "video", ".mp4", "video/mp4", None),
                    ("10", "text", ".txt", "text/plain", None), ("5", "text", None, None, None)]
+    task = m.snapshot(tid)  # what the panel and the routes see
+    assert [(o["kind"], o["mime"], o["preview"]) for o in task["outputs"][4:6]] == [("image", "image/png", True),
+                                                                                   ("video", "video/mp4", False)]
     assert Path(outs[5]["path"]).name == "clip_00001_.mp4" and Path(outs[0]["path"]).name == "anim_00001_.webp"
 
     image, _ = results.load_images(results.select_outputs(outs, ""))  # the WebP, not the previews
