@@ -3,6 +3,8 @@
 - ``SaveAnimatedWEBP`` (core, ``comfy_extras/nodes_images.py``): ``{"images": [file], "animated": [true]}``;
   pixels as ComfyUI converts them (``clip(255·x)`` truncated), Pillow's WebP writer.
 - ``PreviewAny`` (core, ``comfy_extras/nodes_preview_any.py``): ``{"text": [value]}``.
+- ``CreateVideo`` / ``SaveVideo`` (core, ``comfy_extras/nodes_video.py``): a VIDEO of frames and a rate, saved as
+  mp4 (h264), listed ``{"images": [file], "animated": [true]}``.
 - ``SandboxSaveText`` (sandbox): a text saved as a ``.txt`` file, listed under ``files`` as custom savers do.
 - ``SandboxVideo`` (sandbox): the frames as an mp4 (h264, optionally with a sine AAC track), listed as
   ``SaveVideo`` lists its file: ``{"images": [file], "animated": [true]}``.
@@ -96,6 +98,16 @@ async def _sandbox_video(ctx: Any, images: np.ndarray, fps: float = 8.0, filenam
     return (), {"images": [_store(ctx, filename_prefix, "mp4", data)], "animated": [True]}
 
 
+async def _create_video(ctx: Any, images: np.ndarray, fps: float = 30.0, audio: Any = None) -> tuple:
+    return ({"images": images, "fps": float(fps)},), None
+
+
+async def _save_video(ctx: Any, video: dict, filename_prefix: str = "video/ComfyUI", format: str = "auto",
+                      codec: str = "auto") -> tuple:
+    data = encode_mp4(_to_uint8(video["images"][..., :3]), video["fps"], False)
+    return (), {"images": [_store(ctx, filename_prefix, "mp4", data)], "animated": [True]}
+
+
 async def _sandbox_save_text(ctx: Any, text: str, filename_prefix: str = "text/ComfyUI") -> tuple:
     return (), {"files": [_store(ctx, filename_prefix, "txt", text.encode())]}
 
@@ -112,6 +124,15 @@ TYPES = {t.name: t for t in [
         python_module="comfy_extras.nodes_images"),
     NodeType("PreviewAny", "Preview Any", "utils", {"source": ("*", {})}, (), _preview_any, output_node=True,
              python_module="comfy_extras.nodes_preview_any"),
+    NodeType("CreateVideo", "Create Video", "image/video", {
+        "images": ("IMAGE",), "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0, "step": 1.0}),
+    }, ("VIDEO",), _create_video, optional={"audio": ("AUDIO",)}, python_module="comfy_extras.nodes_video",
+        description="Create a video from images."),
+    NodeType("SaveVideo", "Save Video", "image/video", {
+        "video": ("VIDEO",), "filename_prefix": ("STRING", {"default": "video/ComfyUI"}),
+        "format": (["auto", "mp4"], {"default": "auto"}), "codec": (["auto", "h264"], {"default": "auto"}),
+    }, (), _save_video, hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}, output_node=True,
+        python_module="comfy_extras.nodes_video", description="Saves the input images to your ComfyUI output directory."),
     NodeType("SandboxVideo", "Sandbox Video", "sandbox", {
         "images": ("IMAGE",),
         "fps": ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0, "step": 1.0}),

@@ -95,3 +95,18 @@ async def test_file_inputs_of_every_kind_go_up_to_a_comfyui_server(m):
     fake = m.provider(m.profiles.get("sandbox")).fake  # the in-process sandbox server the task ran on
     stored = {name: data for (typ, _sub, name), data in fake.files.items() if typ == "input"}
     assert stored.get("v" * 32 + "-clip.webm") == clip.data and stored.get("g" * 32 + "-mesh.glb") == glb.data
+
+
+async def test_the_sandbox_video_workflow_gives_a_video_an_animation_and_a_text(m):
+    tid = await run(m, m.submit("sandbox", "video.json", [], reuse=False))
+    snap = await run(m, m.wait(tid))
+    assert snap["state"] == "succeeded", (snap["error"], snap["message"])
+    outs = m.outputs_of(tid)
+    assert [(o["node"], o["kind"]) for o in outs] == [("6", "video"), ("7", "image"), ("8", "text")]
+    (clip,) = results.select_outputs(outs, "", "video")
+    info = video.probe(clip["path"])
+    assert (info.frame_count, info.width, info.height, info.fps, info.has_audio) == (4, 64, 48, 4.0, False)
+    image, _ = results.load_images(results.select_outputs(outs, ""))
+    assert image.shape == (4, 48, 64, 3) and np.array_equal(image[0], image[2]) and not np.array_equal(image[0], image[1])
+    wave, rate = video.sound(clip["path"], info)
+    assert wave.shape == (1, rate) and not wave.any()  # 4 frames at 4 fps: one silent second
