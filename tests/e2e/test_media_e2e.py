@@ -180,13 +180,24 @@ async def test_media_nodes_keep_the_contract(local_comfy):
 
 
 async def test_the_sandbox_media_nodes_are_comfyuis(remote_comfy):
-    """The sandbox's SaveAnimatedWEBP and PreviewAny take what ComfyUI 0.3.64's take."""
+    """The sandbox's media nodes take what ComfyUI 0.3.64's take, and its video.json runs unchanged on a
+    real ComfyUI, listing the same outputs."""
     from comfyui_remote.sandbox.nodes import NODE_TYPES
 
     async with harness.Client(remote_comfy.url) as c:
         info = await c.get("/object_info")
+        graph = json.loads((harness.REPO / "providers" / "sandbox_workflows" / "video.json").read_text())
+        real = (await c.wait_done(await c.queue(graph), 120))["outputs"]
     for name in ("SaveAnimatedWEBP", "PreviewAny"):
         ours, theirs = NODE_TYPES[name].info(None), info[name]
         assert ours["input"]["required"] == theirs["input"]["required"], name
+    for name in ("SaveAnimatedWEBP", "PreviewAny", "CreateVideo", "SaveVideo"):
+        ours, theirs = NODE_TYPES[name].info(None), info[name]
+        assert {k: list(v) for k, v in ours["input_order"].items() if k != "hidden"} == \
+            {k: list(v) for k, v in theirs["input_order"].items() if k != "hidden"}, name
         assert (ours["output"], ours["output_node"], ours["category"]) == (theirs["output"], theirs["output_node"],
                                                                            theirs["category"]), name
+    shape = {nid: {k: (v if k != "images" else [i["filename"].rsplit(".", 1)[1] for i in v]) for k, v in o.items()}
+             for nid, o in real.items()}
+    assert shape == {"6": {"images": ["mp4"], "animated": [True]}, "7": {"images": ["webp"], "animated": [True]},
+                     "8": {"text": ["four frames: a colour and its inverse, twice"]}}
