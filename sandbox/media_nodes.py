@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .nodes import SAVE_PREFIX_TOOLTIP, NodeType
+from .node_type import SAVE_PREFIX_TOOLTIP, NodeType
 
 WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}
 
