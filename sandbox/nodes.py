@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .media_nodes import TYPES as MEDIA_TYPES
 from .node_type import SAVE_PREFIX_TOOLTIP, NodeType
 
 MAX_RESOLUTION = 16384
@@ -266,6 +267,7 @@ NODE_TYPES: dict[str, NodeType] = {t.name: t for t in [
     }, ("IMAGE",), _sandbox_fail, python_module="custom_nodes.sandbox_remote_nodes",
         description="Raises RuntimeError(message) while executing."),
 ]}
+NODE_TYPES.update(MEDIA_TYPES)
 
 
 # --------------------------------------------------------------------------- validation
@@ -439,7 +441,3 @@ def format_value(x: Any) -> Any:
         return f"tensor(shape={list(x.shape)}, dtype=torch.float32)"
     return str(x)
 
-
-from .media_nodes import TYPES as _MEDIA_TYPES  # noqa: E402  (they build on NodeType above)
-
-NODE_TYPES.update(_MEDIA_TYPES)
