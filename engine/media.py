@@ -138,6 +138,15 @@ def decode_image_frames(data: bytes, *, name: str = "") -> list[DecodedImage]:
     return frames
 
 
+def frames_bytes(path: Any) -> int:
+    """Bytes an image file's frames take as IMAGE + MASK (float32), from its header (nothing decoded)."""
+    try:
+        with Image.open(path) as pil:
+            return pil.size[0] * pil.size[1] * 4 * 4 * int(getattr(pil, "n_frames", 1) or 1)
+    except Exception:
+        return 0
+
+
 def stack_images(images: Sequence[DecodedImage], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Batch decoded images into IMAGE [B,H,W,3] and MASK [B,H,W]; sizes must agree (never resized)."""
     sizes = {(d.width, d.height) for d in images}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -103,9 +103,15 @@ def saved_path(o: dict) -> Path:
     return Path(path)
 
 
-def load_images(chosen: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+def load_images(chosen: Sequence[dict], limit: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """Decode the chosen files into IMAGE [B,H,W,3] and MASK [B,H,W] (sizes must agree); an animated
-    image gives all its frames."""
+    image gives all its frames. Frames that would not fit in ``limit`` bytes (IMAGE and MASK, float32)
+    are refused before decoding."""
+    need = sum(media.frames_bytes(saved_path(o)) for o in chosen)
+    if limit is not None and need > limit:
+        raise RejectedInput(f"the selected images would need {need / 2**20:.0f} MB but {limit / 2**20:.0f} MB are "
+                            f"available", field="select",
+                            hint="select fewer images or a smaller animation, or fetch the files with RemoteFetchFile")
     decoded, names = [], []
     for o in chosen:
         path = saved_path(o)

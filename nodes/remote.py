@@ -6,7 +6,7 @@ import asyncio
 
 import torch
 
-from ..engine import results
+from ..engine import results, video
 from ..engine.tasks import new_task_id
 from ..providers.base import RemoteError
 from . import runtime
@@ -99,7 +99,7 @@ class RemoteWait:
 
 def fetch_images(result: RemoteResult, select: str):
     chosen = results.select_outputs(list(result.outputs), select)
-    image, mask = results.load_images(chosen)
+    image, mask = results.load_images(chosen, limit=video.frame_limit_bytes())
     return torch.from_numpy(image), torch.from_numpy(mask), len(chosen)
 
 

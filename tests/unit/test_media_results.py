@@ -147,3 +147,12 @@ def test_a_result_is_summed_up_by_kind():
     outs = [{"kind": "image"}, {"kind": "video"}, {"kind": "image"}, {"kind": "text", "text": "x"}]
     assert results.tally(outs) == "2 images, 1 video, 1 text"
     assert results.tally([]) == "no outputs"
+
+
+def test_an_animation_that_would_not_fit_is_refused_before_decoding(tmp_path, monkeypatch):
+    s = ms.animated_webp(4)
+    o = saved(tmp_path, s, 0)
+    monkeypatch.setattr(results.media, "decode_image_frames", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(RejectedInput) as e:
+        results.load_images([o], limit=s.width * s.height * 16 * 4 - 1)
+    assert e.value.field == "select" and "RemoteFetchFile" in str(e.value)
