@@ -42,7 +42,8 @@ def output_json(o: dict) -> dict:
     """One output of the Task JSON: what the panel shows (never its path). A text result without a
     file carries its text, cut at ``TEXT_PREVIEW`` characters (``text_length`` tells the whole)."""
     out = {"n": o["n"], "kind": o["kind"], "filename": o.get("filename"), "width": o.get("width"),
-           "height": o.get("height"), "node": o.get("node"), "field": o.get("field"), "size": o.get("size")}
+           "height": o.get("height"), "node": o.get("node"), "field": o.get("field"), "size": o.get("size"),
+           "mime": o.get("mime"), "preview": bool(o.get("preview"))}
     if o["kind"] == "text" and not o.get("path") and isinstance(o.get("text"), str):
         text = redaction.scrub(o["text"])  # before the cut, so that no part of a key is left
         out["text"] = text[:TEXT_PREVIEW]

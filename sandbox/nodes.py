@@ -8,8 +8,8 @@ the same float32 arithmetic as ComfyUI (so a SaveImage of an inverted image has 
 bytes, truncation included).
 
 Core types: LoadImage, ImageInvert, EmptyImage, SaveImage, PreviewImage, ImageBatch, ImageScale,
-MaskToImage. Sandbox types (also shipped for a real server in ``tests/remote_nodes``):
-SandboxSolid, SandboxSlowPass, SandboxFail.
+MaskToImage; with ``media_nodes``: SaveAnimatedWEBP, PreviewAny. Sandbox types (also shipped for a
+real server in ``tests/remote_nodes``): SandboxSolid, SandboxSlowPass, SandboxFail; and, sandbox only, SandboxVideo, SandboxSaveText.
 
 :func:`validate_prompt` mirrors ``execution.validate_prompt``/``validate_inputs`` of 0.3.64: error
 types ``invalid_prompt``, ``prompt_no_outputs``, ``prompt_outputs_failed_validation`` and per node
@@ -23,15 +23,15 @@ import hashlib
 import io
 import json
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
+from .media_nodes import TYPES as MEDIA_TYPES
+from .node_type import SAVE_PREFIX_TOOLTIP, NodeType
+
 MAX_RESOLUTION = 16384
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
-SAVE_PREFIX_TOOLTIP = ("The prefix for the file to save. This may include formatting information such as "
-                       "%date:yyyy-MM-dd% or %Empty Latent Image.width% to include values from nodes.")
 
 
 class NodeFailure(Exception):
@@ -44,57 +44,6 @@ class NodeFailure(Exception):
 
 class Interrupted(Exception):
     """ComfyUI's InterruptProcessingException."""
-
-
-@dataclass
-class NodeType:
-    name: str
-    display_name: str
-    category: str
-    required: dict
-    outputs: tuple
-    run: Callable[..., Awaitable[tuple]]
-    optional: dict = field(default_factory=dict)
-    hidden: dict = field(default_factory=dict)
-    output_node: bool = False
-    description: str = ""
-    python_module: str = "nodes"
-    output_names: Optional[tuple] = None
-    validate: Optional[Callable[..., Any]] = None  # VALIDATE_INPUTS(ctx, **inputs) -> True | str
-    validate_inputs: tuple = ()
-    never_cached: bool = False  # IS_CHANGED returns NaN
-    is_changed: Optional[Callable[..., Any]] = None
-
-    def input_types(self, ctx: Any) -> dict:
-        out: dict = {"required": {k: _spec(v, ctx) for k, v in self.required.items()}}
-        if self.optional:
-            out["optional"] = {k: _spec(v, ctx) for k, v in self.optional.items()}
-        if self.hidden:
-            out["hidden"] = dict(self.hidden)
-        return out
-
-    def info(self, ctx: Any) -> dict:
-        types = self.input_types(ctx)
-        return {
-            "input": types,
-            "input_order": {k: list(v) for k, v in types.items()},
-            "output": list(self.outputs),
-            "output_is_list": [False] * len(self.outputs),
-            "output_name": list(self.output_names or self.outputs),
-            "name": self.name,
-            "display_name": self.display_name,
-            "description": self.description,
-            "python_module": self.python_module,
-            "category": self.category,
-            "output_node": self.output_node,
-        }
-
-
-def _spec(value: Any, ctx: Any) -> list:
-    """An input spec as JSON: ``["INT", {...}]``; a callable gives a dynamic one (LoadImage)."""
-    if callable(value):
-        value = value(ctx)
-    return [v if not isinstance(v, tuple) else list(v) for v in value]
 
 
 # --------------------------------------------------------------------------- pixels
@@ -318,6 +267,7 @@ NODE_TYPES: dict[str, NodeType] = {t.name: t for t in [
     }, ("IMAGE",), _sandbox_fail, python_module="custom_nodes.sandbox_remote_nodes",
         description="Raises RuntimeError(message) while executing."),
 ]}
+NODE_TYPES.update(MEDIA_TYPES)
 
 
 # --------------------------------------------------------------------------- validation
@@ -490,3 +440,4 @@ def format_value(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return f"tensor(shape={list(x.shape)}, dtype=torch.float32)"
     return str(x)
+
