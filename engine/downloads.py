@@ -9,21 +9,21 @@ and are tried again on restart, by Recover, or by RemoteRecover.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 import re
 import time
 from pathlib import Path
 from typing import Optional
 
 from ..providers.base import Output, RemoteError, State
+from ..providers.kinds import MIMES, mime_of
 from . import media
 from .live import Live
 from .redaction import describe
 from .rules import look_is_fatal
 from .transfer import Expired, file_sha256, replace
 
-DOWNLOAD_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "video/mp4": ".mp4",
-                "audio/mpeg": ".mp3", "audio/wav": ".wav", "text/plain": ".txt"}
+# a file saved without an extension gets one from its type (first extension of each type in kinds.MIMES)
+DOWNLOAD_EXT = {mime: "." + ext for ext, mime in reversed(list(MIMES.items()))}
 PROGRESS_EVERY_S = 0.5
 
 
@@ -70,7 +70,8 @@ class DownloadsMixin:
         files = [o for o in outputs if not (o.url is None and (o.kind == "text" or o.text is not None))]
         earlier = {r["n"]: r for r in await self._db(self.journal.outputs, row["id"])}
         for n, o in enumerate(outputs):
-            rec = {"n": n, "kind": o.kind, "filename": o.filename, "node": o.node, "field": o.field, "mime": o.mime}
+            rec = {"n": n, "kind": o.kind, "filename": o.filename, "node": o.node, "field": o.field, "mime": o.mime,
+                   "preview": 1 if o.preview else None}
             old = earlier.get(n)
             if old and old.get("path") and old.get("node") == o.node and await asyncio.to_thread(Path(old["path"]).is_file):
                 saved.append(old)  # saved by an earlier attempt (a Recover after a partial download)
@@ -139,7 +140,8 @@ class DownloadsMixin:
                 if failures >= self.policy.download_attempts:
                     raise
                 await asyncio.sleep(self.policy.delay(failures, e.retry_after))
-        mime = o.mime or got.mime or mimetypes.guess_type(dest.name)[0]
+        served = got.mime if got.mime and got.mime != "application/octet-stream" else None
+        mime = o.mime or served or mime_of(dest.name, o.kind)
         if not Path(dest.name).suffix and mime in DOWNLOAD_EXT:
             dest = dest.with_name(dest.name + DOWNLOAD_EXT[mime])
         await asyncio.to_thread(replace, part, dest)

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS outputs (
     size INTEGER,
     sha256 TEXT,
     text TEXT,
+    preview INTEGER,
     PRIMARY KEY (task_id, n)
 );
 """
@@ -81,7 +82,8 @@ TASK_FIELDS = ("remote_id", "profile", "provider", "workflow", "state", "phase",
                "started_at", "finished_at")
 JSON_FIELDS = ("remote_data", "pending_outputs", "submit_spec")
 TEXT_FIELDS = ("message", "error", "workflow", "node")  # scrubbed before they are stored
-OUTPUT_FIELDS = ("kind", "filename", "path", "node", "field", "mime", "width", "height", "size", "sha256", "text")
+OUTPUT_FIELDS = ("kind", "filename", "path", "node", "field", "mime", "width", "height", "size", "sha256", "text",
+                 "preview")
 
 STATE_FILTERS = {  # the panel groups live events the same way (web/lib/state.js)
     "active": ("submitting", "queued", "running", "abandoned"),  # abandoned: still followed
@@ -109,6 +111,8 @@ class Journal:
             self._db.execute("ALTER TABLE tasks ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0")
         if "submit_spec" not in have:
             self._db.execute("ALTER TABLE tasks ADD COLUMN submit_spec TEXT")
+        if "preview" not in {r[1] for r in self._db.execute("PRAGMA table_info(outputs)").fetchall()}:
+            self._db.execute("ALTER TABLE outputs ADD COLUMN preview INTEGER")
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, ImageSequence
 
 from ..providers.base import RejectedInput
 
@@ -116,6 +116,26 @@ def decode_image(data: bytes, *, name: str = "") -> DecodedImage:
     h, w = rgb.shape[:2]
     mask = (1.0 - from_uint8(alpha)).astype(np.float32) if alpha is not None else np.zeros((h, w), np.float32)
     return DecodedImage(from_uint8(rgb), mask, w, h)
+
+
+def decode_image_frames(data: bytes, *, name: str = "") -> list[DecodedImage]:
+    """Every frame of an image file: one for a still, all of them (as the viewer composes them) for an
+    animated WebP/PNG/GIF, so a 4-frame animation is a batch of 4."""
+    try:
+        pil = Image.open(io.BytesIO(data))
+        count = int(getattr(pil, "n_frames", 1) or 1)
+    except Exception:
+        count = 1
+    if count <= 1:
+        return [decode_image(data, name=name)]
+    frames = []
+    for i, frame in enumerate(ImageSequence.Iterator(pil)):
+        has_alpha = frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info)
+        rgba = np.asarray(frame.convert("RGBA" if has_alpha else "RGB"))
+        h, w = rgba.shape[:2]
+        mask = (1.0 - from_uint8(rgba[..., 3])).astype(np.float32) if has_alpha else np.zeros((h, w), np.float32)
+        frames.append(DecodedImage(from_uint8(rgba[..., :3]), mask, w, h))
+    return frames
 
 
 def stack_images(images: Sequence[DecodedImage], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

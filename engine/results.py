@@ -1,4 +1,11 @@
-"""Choosing and loading saved outputs (RemoteFetchImage's ``select``), without ComfyUI."""
+"""Choosing and loading saved outputs (every RemoteFetch* node's ``select``), without ComfyUI.
+
+``select`` works the same for every kind: "" = the default choice of the fetch node (every image,
+the first video or sound, every text, every file); a remote node id (``9``, ``12:5``) = that node's
+outputs; a glob on file name or named output field (``*.png``, ``poster*``); comma-separated = union,
+in result order. Images: "" takes the ``output`` images, and a result's ``temp`` previews only when
+it has none. A choice that finds nothing lists what the result does contain and names the node to use.
+"""
 from __future__ import annotations
 
 import fnmatch
@@ -8,16 +15,33 @@ from typing import Sequence
 import numpy as np
 
 from ..providers.base import RejectedInput
+from ..providers.kinds import kind_of
 from . import media
 
-IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+NODE_FOR = {"image": "RemoteFetchImage", "video": "RemoteFetchVideo", "audio": "RemoteFetchAudio",
+            "text": "RemoteFetchText", "file": "RemoteFetchFile"}
+PLURAL = {"image": "images", "video": "videos", "audio": "sounds", "text": "texts", "file": "files"}
+
+
+def kind(o: dict) -> str:
+    """An output's kind: the provider's word, else what its name or type says."""
+    return o.get("kind") or kind_of(o.get("filename"), o.get("mime"))
 
 
 def is_image(o: dict) -> bool:
-    if o.get("kind") == "image":
-        return True
-    mime = o.get("mime") or ""
-    return mime.startswith("image/") or str(o.get("filename") or "").lower().endswith(IMAGE_EXT)
+    return kind(o) == "image"
+
+
+def contents(outputs: Sequence[dict]) -> str:
+    """``2 images, 1 video: use RemoteFetchVideo`` — what a result holds, by kind, with the nodes."""
+    counts: dict[str, int] = {}
+    for o in outputs:
+        counts[kind(o)] = counts.get(kind(o), 0) + 1
+    if not counts:
+        return "the result has no outputs"
+    parts = [f"{n} {k if n == 1 else PLURAL.get(k, k)}: use {NODE_FOR.get(k, 'RemoteFetchFile')}"
+             for k, n in counts.items()]
+    return "; ".join(parts)
 
 
 def describe(outputs: Sequence[dict]) -> str:
@@ -26,23 +50,31 @@ def describe(outputs: Sequence[dict]) -> str:
     items = []
     for o in outputs:
         where = f"node {o['node']}" if o.get("node") else (f"field {o['field']}" if o.get("field") else "")
-        items.append(f"{o.get('filename') or o.get('kind')} ({o.get('kind')}{', ' + where if where else ''})")
+        extra = ", preview" if o.get("preview") else ""
+        items.append(f"{o.get('filename') or kind(o)} ({kind(o)}{extra}{', ' + where if where else ''})")
     return "the result contains: " + "; ".join(items)
 
 
-def select_outputs(outputs: Sequence[dict], select: str, *, images_only: bool = True) -> list[dict]:
-    """"" = every image; a remote node id (``9``, ``12:5``) = that node's outputs; a glob on file
-    name or output field (``*.png``, ``poster*``); comma-separated = union (in result order)."""
-    pool = [o for o in outputs if is_image(o)] if images_only else list(outputs)
-    terms = [t.strip() for t in (select or "").split(",") if t.strip()]
-    if not terms:
-        chosen = pool
+def select_outputs(outputs: Sequence[dict], select: str, want: str = "image") -> list[dict]:
+    """The outputs of kind ``want`` (``"any"`` = every saved file) that ``select`` names."""
+    if want == "any":
+        pool = [o for o in outputs if o.get("path") or kind(o) != "text"]
     else:
+        pool = [o for o in outputs if kind(o) == want]
+    terms = [t.strip() for t in (select or "").split(",") if t.strip()]
+    if terms:
         chosen = [o for o in pool if any(_matches(o, t) for t in terms)]
+    elif want == "image":
+        chosen = [o for o in pool if not o.get("preview")] or pool  # previews only when there is no output
+    else:
+        chosen = pool
     if not chosen:
-        what = f"select {select!r} matches nothing" if terms else "the result has no images"
-        raise RejectedInput(f"{what}; {describe(outputs)}", field="select",
-                            hint="leave select empty for every image, or use a node id / file-name glob from the list")
+        if terms:
+            what = f"select {select!r} matches nothing{'' if want == 'any' else ' among the ' + PLURAL[want]}"
+        else:
+            what = f"the result has no {'files' if want == 'any' else PLURAL.get(want, want)}"
+        raise RejectedInput(f"{what}; it has {contents(outputs)} ({describe(outputs)})", field="select",
+                            hint="leave select empty for the default, or use a node id / file-name glob from the list")
     return chosen
 
 
@@ -55,14 +87,33 @@ def _matches(o: dict, term: str) -> bool:
     return False
 
 
+def saved_path(o: dict) -> Path:
+    path = o.get("path")
+    if not path or not Path(path).is_file():
+        raise RejectedInput(f"result file {o.get('filename')!r} is missing on disk", field="result",
+                            hint="use RemoteRecover or the panel's Recover to download it again")
+    return Path(path)
+
+
 def load_images(chosen: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the chosen files into IMAGE [B,H,W,3] and MASK [B,H,W] (sizes must agree)."""
+    """Decode the chosen files into IMAGE [B,H,W,3] and MASK [B,H,W] (sizes must agree); an animated
+    image gives all its frames."""
     decoded, names = [], []
     for o in chosen:
-        path = o.get("path")
-        if not path or not Path(path).is_file():
-            raise RejectedInput(f"result file {o.get('filename')!r} is missing on disk", field="result",
-                                hint="use RemoteRecover or the panel's Recover to download it again")
-        decoded.append(media.decode_image(Path(path).read_bytes(), name=o.get("filename") or ""))
-        names.append(o.get("filename") or str(o.get("n")))
+        path = saved_path(o)
+        frames = media.decode_image_frames(path.read_bytes(), name=o.get("filename") or "")
+        decoded.extend(frames)
+        label = o.get("filename") or str(o.get("n"))
+        names.extend([label] if len(frames) == 1 else [f"{label}[{i}]" for i in range(len(frames))])
     return media.stack_images(decoded, names)
+
+
+def load_texts(chosen: Sequence[dict]) -> list[str]:
+    """Each chosen text: its inline value, else the saved file read as UTF-8."""
+    out = []
+    for o in chosen:
+        if o.get("text") is not None:
+            out.append(str(o["text"]))
+        else:
+            out.append(saved_path(o).read_text(encoding="utf-8", errors="replace"))
+    return out

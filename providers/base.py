@@ -230,6 +230,7 @@ class Output:
     field: Optional[str] = None
     mime: Optional[str] = None
     text: Optional[str] = None  # inline value for kind == "text"
+    preview: Optional[bool] = None  # True: a temporary preview (ComfyUI ``temp``), fetched only when nothing else is
 
     def to_json(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -34,7 +34,7 @@ from .base import (AuthError, CancelResult, Capabilities, ConfigError, NotFound,
                    ProtocolError, Provider, QuotaError, RateLimited, RejectedInput, RemoteError, RemoteFailure,
                    RemoteRef, ServerError, State, SubmitSpec, TaskGone, TaskUpdate, apply_overrides, node_sort_key,
                    parse_api_graph)
-from .comfycloud_wire import blake3_hash, envelope, node_errors, origin, progress, upload_asset
+from .comfycloud_wire import blake3_hash, envelope, node_errors, origin, output_kind, progress, upload_asset
 
 DEFAULT_URL = "https://cloud.comfy.org"
 LABEL = "comfyui_remote_key"  # the metadata label that carries the journal's key (find)
@@ -97,7 +97,6 @@ SURFACES = {
     "deployment": "labels",  # *.run.comfy.app: metadata {LABEL: key}, GET /jobs?metadata[LABEL]=key
     "proxy": "text",  # comfy-api-proxy: metadata an opaque string, GET /jobs = newest full jobs
 }
-KINDS = {"image": "image", "video": "video", "audio": "audio", "text": "file", "file": "file", "latent": "file"}
 STREAM_POLICY = sse.StreamPolicy(idle_s=45.0, connect_s=10.0, backoff_cap_s=5.0)
 STREAM_QUIET_S = 30.0  # after a refused stream, this long before the next try for that job
 
@@ -106,7 +105,8 @@ class ComfyCloudProvider(Provider):
     id = "comfycloud"
     label = "Comfy Cloud (API v2)"
     capabilities = Capabilities(cancel=True, queue_position=True, progress="push", uploads=True, cost=False,
-                                idempotent_submit=False, client_chosen_id=False, findable=True, addressing="node")
+                                idempotent_submit=False, client_chosen_id=False, findable=True, addressing="node",
+                                input_kinds=("image", "video", "audio", "file"))  # assets: any file
     upload_ttl_s = 0.0  # a blake3 hit costs one HEAD, so every task re-checks that its input is still there
 
     def __init__(self, profile: Any, http: Any):
@@ -346,12 +346,10 @@ class ComfyCloudProvider(Provider):
             given = self.follow(o.get("url"), content)
             url = given if given.endswith(f"/assets/{quote(o['id'], safe='')}/content") else content
             mime = o.get("content_type") if isinstance(o.get("content_type"), str) else None
-            kind = KINDS.get(str(o.get("type")), "file")
-            major = (mime or "").split("/")[0]
-            if major in ("image", "video", "audio") and kind in ("image", "file"):
-                kind = major  # e.g. an .mp4 from a core video saver is typed "image" by the proxy
+            kind, preview = output_kind(o, mime)
             result.append(Output(kind=kind, url=url, filename=o.get("name") or None,
-                                 node=str(o["node_id"]) if o.get("node_id") is not None else None, mime=mime))
+                                 node=str(o["node_id"]) if o.get("node_id") is not None else None, mime=mime,
+                                 preview=preview))
         return result
 
     async def cancel(self, ref: RemoteRef) -> CancelResult:

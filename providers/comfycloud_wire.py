@@ -11,6 +11,7 @@ reference, which the service resolves to the file name its loader expects.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ import blake3
 from .base import State, TaskUpdate
 from .comfy_graph_check import summarise
 from .errors import ProtocolError
+from .kinds import kind_of
 
 BIG = 1024 * 1024  # hash off the event loop above this size
 
@@ -105,3 +107,18 @@ def progress(p: Any, classes: Optional[dict] = None) -> TaskUpdate:
     if isinstance(p.get("steps"), int) and p["steps"] > 0:
         upd.step, upd.max_steps = p.get("step") if isinstance(p.get("step"), int) else None, p["steps"]
     return upd
+
+
+# an output's ``type`` → kind; the name or content type refines image/file (the proxy types an .mp4 from
+# a core video saver "image"); a PreviewImage file (ComfyUI's ``_temp_xxxxx_`` naming) is a preview
+KINDS = {"image": "image", "video": "video", "audio": "audio", "text": "text", "file": "file", "latent": "file"}
+PREVIEW_NAME = re.compile(r"_temp_[a-z]{5}_\d{5}_\.\w+$")
+
+
+def output_kind(o: dict, mime: Optional[str]) -> tuple[str, Optional[bool]]:
+    name = o.get("name") if isinstance(o.get("name"), str) else None
+    kind = KINDS.get(str(o.get("type")), "file")
+    named = kind_of(name, mime)
+    if kind in ("image", "file") and named != "file":
+        kind = named
+    return kind, (True if name and PREVIEW_NAME.search(name) else None)

@@ -23,7 +23,6 @@ as ``Authorization: Bearer`` on every request, HTTP and WebSocket, and for ``/vi
 """
 from __future__ import annotations
 
-import mimetypes
 import time
 import uuid
 from typing import Any, AsyncIterator, Optional
@@ -36,6 +35,7 @@ from .base import (CancelResult, Capabilities, ConfigError, NotFound, Output, Pr
                    RemoteError, RemoteFailure, RemoteRef, State, SubmitSpec, TaskGone, TaskUpdate, apply_overrides,
                    node_sort_key, parse_api_graph)
 from . import comfy_jobs
+from .kinds import kind_of, mime_of
 from .comfy_graph_check import check_graph, rejected
 from .comfy_native import ComfyServer
 
@@ -60,16 +60,25 @@ CODES = {
     "400 no_prompt": "RejectedInput",
     "401/403 (a proxy refused the token)": "AuthError naming where the token comes from",
 }
+# ui output key → kind when the file name does not tell (``animated`` is a list of flags, not files:
+# an animated WebP/PNG is still an image, whose frames RemoteFetchImage returns as one batch)
 FILE_KEYS = {"images": "image", "gifs": "video", "videos": "video", "video": "video", "audio": "audio",
-             "animated": "image", "3d": "file", "files": "file"}
+             "3d": "file", "files": "file"}
 OBJECT_INFO_TTL_S = 60.0
+
+
+def output_kind(key: str, filename: str) -> str:
+    """A file's kind from its name (``.mp4`` under ``images`` is SaveVideo's video), else from the ui key."""
+    by_name = kind_of(filename)
+    return by_name if by_name != "file" else FILE_KEYS.get(key, "file")
 
 
 class ComfyUIProvider(Provider):
     id = "comfyui"
     label = "ComfyUI"
     capabilities = Capabilities(cancel=True, queue_position=True, progress="push", uploads=True, cost=False,
-                                idempotent_submit=False, client_chosen_id=True, findable=True, addressing="node")
+                                idempotent_submit=False, client_chosen_id=True, findable=True, addressing="node",
+                                input_kinds=("image", "video", "audio", "file"))  # /upload/image takes any file
     max_rps = None  # a ComfyUI server has no request limit; one shared look serves all tasks anyway
 
     def __init__(self, profile: Any, http: Any):
@@ -284,22 +293,18 @@ class ComfyUIProvider(Provider):
                     texts.extend(Output(kind="text", text=str(t), node=str(nid)) for t in items if isinstance(t, str))
                     continue
                 files.extend((str(nid), key, it) for it in items if isinstance(it, dict) and it.get("filename"))
-        chosen = [f for f in files if f[2].get("type", "output") == "output"] or \
-            [f for f in files if f[2].get("type") == "temp"]
         result: list[Output] = []
         seen: set = set()
-        for nid, key, it in chosen:
-            query = urlencode({"filename": it["filename"], "subfolder": it.get("subfolder") or "",
-                               "type": it.get("type") or "output"})
+        for nid, key, it in files:  # every file; a ``temp`` one is a preview, fetched only when nothing else is
+            folder = it.get("type") or "output"
+            query = urlencode({"filename": it["filename"], "subfolder": it.get("subfolder") or "", "type": folder})
             url = f"{base}/view?{query}"
             if url in seen:
                 continue
             seen.add(url)
-            mime = mimetypes.guess_type(it["filename"])[0]
-            kind = FILE_KEYS.get(key, "file")
-            if mime and kind in ("image", "file"):
-                kind = mime.split("/")[0] if mime.split("/")[0] in ("image", "video", "audio") else kind
-            result.append(Output(kind=kind, url=url, filename=str(it["filename"]), node=nid, mime=mime))
+            result.append(Output(kind=output_kind(key, str(it["filename"])), url=url, filename=str(it["filename"]),
+                                 node=nid, mime=mime_of(str(it["filename"])) if "." in str(it["filename"]) else None,
+                                 preview=True if folder == "temp" else None))
         return result + texts
 
     async def outputs(self, ref: RemoteRef) -> list[Output]:

@@ -153,13 +153,17 @@ async def test_multi_outputs_and_temp_fallback(make, fake):
              "7": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
     _, updates = await run(p, SubmitSpec(json.dumps(graph)))
     outs = updates[-1].outputs
-    assert [(o.node, o.filename) for o in outs] == [("5", "a_00001_.png"), ("6", "b_00001_.png")]
+    # every file comes back; the temp preview is marked, and the engine's select takes it only when a
+    # result has no other image (tests/unit/test_results_select.py)
+    assert [(o.node, o.filename, o.preview) for o in outs[:2]] == [("5", "a_00001_.png", None),
+                                                                   ("6", "b_00001_.png", None)]
+    assert outs[2].node == "7" and outs[2].preview is True and "type=temp" in outs[2].url
     assert "subfolder=sub" in outs[1].url and "type=output" in outs[1].url
     assert tuple((await fetch_pixels(p, p.http, outs[1]))[0, 0]) == (0, 255, 255)
     preview_only = {"1": graph["1"], "2": graph["2"], "7": graph["7"]}
     _, updates = await run(p, SubmitSpec(json.dumps(preview_only)))
     (out,) = updates[-1].outputs
-    assert "type=temp" in out.url and out.node == "7"
+    assert "type=temp" in out.url and out.node == "7" and out.preview is True
 
 
 async def test_upload_round_trip_and_dedupe(make, fake):
