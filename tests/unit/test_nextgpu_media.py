@@ -1,0 +1,60 @@
+"""nextGPU results and input kinds: ``ossUrls``/``urls`` mapped to the kinds by file name, an app
+whose animated WebP comes back through the engine byte for byte (its ``gifs`` video is never
+delivered by nextGPU's node client), and the kinds nextGPU cannot take refused before anything is
+paid (its node fetches image URLs only)."""
+from __future__ import annotations
+
+import pytest
+
+from comfyui_remote.providers import nextgpu_parse as parse
+from comfyui_remote.providers.base import NotSupported, Override
+from comfyui_remote.tests import media_samples as ms
+from comfyui_remote.tests.fakes import nextgpu_apps as apps
+from comfyui_remote.tests.fakes.nextgpu import FakeNextGPU
+
+from .media_engine import Engine, file_input, saved_bytes
+
+USER, TOKEN = "media-user-3c9e", "media-token-81fa2d"
+OSS = "https://ngpu.oss-accelerate.aliyuncs.com/2025/08/"
+
+
+@pytest.fixture
+async def fake():
+    f = FakeNextGPU(users=(USER,), token=TOKEN, run_s=0.1, dispatch_s=0.01, local_queue_s=0.01, foreign_run_s=0.02)
+    await f.start()
+    yield f
+    await f.stop()
+
+
+@pytest.fixture
+async def engine(tmp_path, fake):
+    toml = (f'[profiles.ng]\nprovider = "nextgpu"\nurl = "{fake.url}"\nuser = "{USER}"\ntoken = "{TOKEN}"\n'
+            f'image_upload_url = "{fake.url}/_store"\npoll_interval_s = 0.05\n')
+    async with Engine(tmp_path, toml) as e:
+        yield e
+
+
+def test_result_urls_map_to_the_kinds_by_file_name():
+    names = ["20250811082646517895.png", "20250811082646517896.webp", "20250811082646517897.gif",
+             "20250811082646517898.mp4", "20250811082646517899.glb", "20250811082646517895.png"]
+    outs = parse.outputs_of("t_0001", [OSS + n for n in names] + ["not a url"], {})
+    assert [(o.kind, o.filename[-4:], o.mime, o.field) for o in outs] == [
+        ("image", ".png", "image/png", "t_0001"), ("image", "webp", "image/webp", "t_0001"),
+        ("video", ".gif", "image/gif", "t_0001"), ("video", ".mp4", "video/mp4", "t_0001"),
+        ("file", ".glb", None, "t_0001")]
+
+
+async def test_an_animated_webp_comes_back_through_the_engine_and_the_gifs_video_does_not(engine, fake):
+    snap, outs = await engine.run("ng", apps.ANIMATED_TITLE, [Override("promptText", "text", "a dancing fox")])
+    assert snap["state"] == "succeeded", snap
+    assert [(o["kind"], o["node"], o["mime"]) for o in outs] == [("image", "9", "image/webp")]
+    assert saved_bytes(outs) == [("image", ms.animated_webp().data)]
+
+
+@pytest.mark.parametrize("sample", [ms.mp4, ms.flac, ms.glb], ids=["video", "audio", "file"])
+async def test_kinds_nextgpu_cannot_take_are_refused_before_anything_is_paid(engine, fake, sample):
+    o = file_input("imageName", sample())
+    with pytest.raises(NotSupported) as info:
+        await engine.run("ng", apps.ECHO_TITLE, [o])
+    assert info.value.field == o.kind and "takes image" in str(info.value)
+    assert fake.count("publish") == 0 and fake.count("store_put") == 0 and not fake.tasks
