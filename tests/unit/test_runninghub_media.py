@@ -117,3 +117,30 @@ async def test_the_fake_upload_takes_the_documented_types_and_refuses_others(fak
 
 def test_runninghub_takes_video_audio_and_archives():
     assert set(RunningHubProvider.capabilities.input_kinds) == {"image", "video", "audio", "file"}
+
+
+# ---------------------------------------------------------------- the fake keeps the documented shapes
+
+async def test_media_answers_keep_the_documented_shapes(fake):
+    from .test_runninghub_fidelity import assert_shape, sample
+
+    async with aiohttp.ClientSession() as s:
+        async def post(path: str, body: dict) -> dict:
+            async with s.post(fake.url + path, json=body) as r:
+                return await r.json()
+
+        fake.queue_s = fake.run_s = fake.output_lag_s = 0.0  # finished as soon as it is created
+        tid = (await post("/task/openapi/create", {"apiKey": KEY, "workflowId": media.WF_MEDIA}))["data"]["taskId"]
+        done = await post("/task/openapi/outputs", {"apiKey": KEY, "taskId": tid})
+        assert_shape(done, sample("outputs_success"), nullable=frozenset(
+            {"$.data[].thirdPartyConsumeMoney", "$.data[].consumeMoney", "$.data[].consumeCoins"}))
+        assert [i["fileType"] for i in done["data"]] == ["mp4", "mp4", "flac", "txt", "glb"]  # lower case, no dot
+        for item in done["data"]:
+            async with s.get(item["fileUrl"]) as r:  # unauthenticated GET, typed by extension
+                assert r.status == 200 and r.content_type == media.CTYPES[item["fileType"]]
+        async with s.post(fake.url + "/openapi/v2/query", json={"taskId": tid},
+                          headers={"Authorization": f"Bearer {KEY}"}) as r:
+            q = await r.json()
+        assert_shape(q, sample("v2_query_success"), nullable=frozenset({"$.results[].text", "$.usage.consumeMoney", "$.usage.consumeCoins",
+                                                                        "$.usage.thirdPartyConsumeMoney"}))
+        assert [i["outputType"] for i in q["results"]] == ["mp4", "mp4", "flac", "txt", "glb"]
