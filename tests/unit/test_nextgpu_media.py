@@ -58,3 +58,27 @@ async def test_kinds_nextgpu_cannot_take_are_refused_before_anything_is_paid(eng
         await engine.run("ng", apps.ECHO_TITLE, [o])
     assert info.value.field == o.kind and "takes image" in str(info.value)
     assert fake.count("publish") == 0 and fake.count("store_put") == 0 and not fake.tasks
+
+
+async def test_the_animated_app_answers_getTask_in_the_documented_shape(engine, fake):
+    """getTask of the animated app has the seed's shape; its one delivered file is the WebP (``ossSize``
+    its length) and the /history entry lists the WebP under ``images`` (``animated``) and the
+    undelivered mp4 under ``gifs``."""
+    import json
+
+    import aiohttp
+
+    from .test_nextgpu_fidelity import post, same_shape, seed_blocks
+
+    snap, _ = await engine.run("ng", apps.ANIMATED_TITLE, [Override("promptText", "text", "a dancing fox")])
+    async with aiohttp.ClientSession() as client:
+        status, _, got = await post(client, fake.url + "/backend/getTask", {"taskID": snap["remote_id"]},
+                                    headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    same_shape(got, seed_blocks()[11])
+    sub = got["task"]["subTasks"][0]
+    assert sub["state"] == 3 and sub["urls"].endswith(".webp") and "\n" not in sub["urls"]
+    assert sub["ossSize"] == len(ms.animated_webp().data)
+    outputs = next(iter(json.loads(sub["output"]).values()))["outputs"]
+    assert outputs["9"]["animated"] == [True] and outputs["9"]["images"][0]["filename"].endswith(".webp")
+    assert outputs["10"]["gifs"][0]["format"] == "video/h264-mp4" and "images" not in outputs["10"]

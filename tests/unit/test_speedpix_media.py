@@ -73,3 +73,34 @@ async def test_video_audio_and_other_files_go_up_as_temporary_files_byte_for_byt
     assert saved_bytes(outs) == [("video", clip.data), ("audio", sound.data), ("file", mesh.data)]
     temp = {k.rsplit("-", 1)[-1]: v[0] for k, v in fake.objects.items() if k.startswith("comfy/temp/")}
     assert temp == {clip.name: clip.data, sound.name: sound.data, mesh.name: mesh.data}
+
+
+async def test_the_fake_answers_media_results_in_the_documented_shape(tmp_path):
+    """comfy_get_result (doc 2844527): ``images`` a list of URL strings, ``result`` fields of file types
+    objects with the common ``url``/``type`` plus the file's own fields, other fields plain values."""
+    from comfyui_remote.engine.profiles import Profiles
+    from comfyui_remote.engine.transfer import Http
+    from comfyui_remote.providers.base import SubmitSpec
+
+    async with FakeSpeedPix(queue_s=0.0, run_s=0.0) as f:
+        (tmp_path / "profiles.toml").write_text(
+            f'[profiles.sp]\nprovider = "speedpix"\nurl = "{f.url}"\napp_key = "test-app-key"\n'
+            'app_secret = "test-app-secret"\n')
+        http = Http(provider="speedpix", profile="sp")
+        try:
+            p = SpeedPixProvider(Profiles(tmp_path).get("sp"), http)
+            ref = await p.submit(SubmitSpec("wf_video"), p.new_submission_key())
+            assert f.finished(ref.remote_id)
+            env = await p._call("comfy_get_result", {"taskId": ref.remote_id})
+        finally:
+            await http.close()
+    data = env["data"]
+    assert env["status"] == 10 and data["status"] == "succeeded" and data["images"] == []
+    assert set(data) == {"result", "images", "taskDuration", "taskBeginTime", "taskId", "status", "taskEndTime"}
+    files = {k: v for k, v in data["result"].items() if isinstance(v, dict)}
+    assert sorted(files) == ["mesh", "silent", "soundtrack", "video"]
+    for v in files.values():
+        assert {"url", "type", "filename", "object_key", "format", "subfolder"} <= set(v) and v["type"] == "output"
+        assert v["url"].startswith(f.url) and v["filename"].endswith("." + v["format"])
+    assert files["video"]["width"] == 64 and "width" not in files["soundtrack"]
+    assert (data["result"]["caption"], data["result"]["seed"]) == ("a fox", 0)

@@ -85,3 +85,24 @@ async def test_kinds_tams_cannot_take_are_refused_before_anything_is_paid(engine
     assert info.value.field == o.kind and f"cannot take a {o.kind} input (target 1.image)" in text
     assert "takes image" in text and "tensorart" in text
     assert fake.count("upload") == 0 and not fake.jobs
+
+
+async def test_the_fake_lists_videos_in_the_documented_resource_shape(engine, fake):
+    """GET /v1/jobs/{id} (seed tensorart-tams-get-job.txt): ``successInfo.videos[]`` items are Resources
+    like ``images[]``: ``{id, url, expiredIn (int64 as a string), meta: {image: {format, width, height}}}``."""
+    import aiohttp
+
+    snap, _ = await engine.run("ta", json.dumps(GRAPH))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{fake.url}/v1/jobs/{snap['remote_id']}",
+                         headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"}) as r:
+            job = (await r.json())["job"]
+    info = job["successInfo"]
+    assert set(info) == {"images", "videos", "workflowFinishItem"} and len(info["videos"]) == 2
+    for res in info["images"] + info["videos"]:
+        assert set(res) == {"id", "url", "expiredIn", "meta"} and set(res["meta"]["image"]) == {"format", "width",
+                                                                                                 "height"}
+        assert isinstance(res["expiredIn"], str) and res["expiredIn"].isdigit()
+    assert [v["meta"]["image"]["format"] for v in info["videos"]] == ["mp4", "mp4"]
+    assert {v["id"] for v in info["videos"]} == {i["imageResourceId"] for n in ("3", "5") for i in
+                                                 info["workflowFinishItem"]["nodes"][n]["outputUi"]["images"]}
