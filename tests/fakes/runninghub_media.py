@@ -113,7 +113,8 @@ _APP_GRAPH = {
     "4": _node("SaveVideo", "Save Video", filename_prefix="wan", video=["3", 0]),
     "8": _node("SaveText|pysssss", "Save Text", file="caption.txt", text=["52", 0]),
 }
-APPS: dict[str, dict] = {APP_VIDEO: {"name": "Wan2.2 文生视频 (text to video with sound)", "graph": _APP_GRAPH, "fields": [
+APPS: dict[str, dict] = {APP_VIDEO: {"name": "Wan2.2 文生视频 (text to video with sound)", "graph": _APP_GRAPH,
+                                     "fields": [
     {"nodeId": "52", "nodeName": "RH_Translator", "fieldName": "prompt", "fieldValue": CAPTION,
      "fieldData": "[\"STRING\", {\"default\": \"\", \"multiline\": true}]", "fieldType": "STRING",
      "description": "提示词", "descriptionEn": "Prompt"},

@@ -14,6 +14,13 @@ from comfyui_remote.providers.base import Override
 POLICY = RetryPolicy(attempts=3, base_s=0.01, cap_s=0.05)
 
 
+def profile(name: str, provider: str, **fields: Any) -> str:
+    """A profiles.toml with one profile (values as TOML strings/numbers), polled every 20 ms."""
+    lines = [f"[profiles.{name}]", f'provider = "{provider}"', "poll_interval_s = 0.02"]
+    lines += [f'{k} = "{v}"' if isinstance(v, str) else f"{k} = {v}" for k, v in fields.items()]
+    return "\n".join(lines) + "\n"
+
+
 def file_input(target: str, sample: Any, kind: Optional[str] = None) -> Override:
     """An override carrying a media sample's bytes, as the RemoteInput* nodes build it."""
     kind = kind or ("file" if sample.kind == "text" else sample.kind)

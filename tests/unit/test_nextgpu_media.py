@@ -12,7 +12,7 @@ from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.fakes import nextgpu_apps as apps
 from comfyui_remote.tests.fakes.nextgpu import FakeNextGPU
 
-from .media_engine import Engine, file_input, saved_bytes
+from .media_engine import Engine, file_input, profile, saved_bytes
 
 USER, TOKEN = "media-user-3c9e", "media-token-81fa2d"
 OSS = "https://ngpu.oss-accelerate.aliyuncs.com/2025/08/"
@@ -20,17 +20,15 @@ OSS = "https://ngpu.oss-accelerate.aliyuncs.com/2025/08/"
 
 @pytest.fixture
 async def fake():
-    f = FakeNextGPU(users=(USER,), token=TOKEN, run_s=0.1, dispatch_s=0.01, local_queue_s=0.01, foreign_run_s=0.02)
-    await f.start()
-    yield f
-    await f.stop()
+    async with FakeNextGPU(users=(USER,), token=TOKEN, run_s=0.1, dispatch_s=0.01, local_queue_s=0.01,
+                           foreign_run_s=0.02) as f:
+        yield f
 
 
 @pytest.fixture
 async def engine(tmp_path, fake):
-    toml = (f'[profiles.ng]\nprovider = "nextgpu"\nurl = "{fake.url}"\nuser = "{USER}"\ntoken = "{TOKEN}"\n'
-            f'image_upload_url = "{fake.url}/_store"\npoll_interval_s = 0.05\n')
-    async with Engine(tmp_path, toml) as e:
+    async with Engine(tmp_path, profile("ng", "nextgpu", url=fake.url, user=USER, token=TOKEN,
+                                        image_upload_url=f"{fake.url}/_store")) as e:
         yield e
 
 

@@ -12,24 +12,21 @@ from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.fakes import runninghub_media as media
 from comfyui_remote.tests.fakes.runninghub import FakeRunningHub
 
-from .media_engine import Engine, file_input, saved_bytes
+from .media_engine import Engine, file_input, profile, saved_bytes
 
 KEY = "rh-media-key-5b1e9c0d7a3f"
 
 
 @pytest.fixture
 async def fake():
-    f = FakeRunningHub(api_key=KEY)
-    f.queue_s, f.run_s, f.output_lag_s, f.ws_close_after_s = 0.05, 0.2, 0.02, 0.05
-    await f.start()
-    yield f
-    await f.stop()
+    async with FakeRunningHub(api_key=KEY) as f:
+        f.queue_s, f.run_s, f.output_lag_s, f.ws_close_after_s = 0.05, 0.2, 0.02, 0.05
+        yield f
 
 
 @pytest.fixture
 async def engine(tmp_path, fake):
-    toml = f'[profiles.rh]\nprovider = "runninghub"\nurl = "{fake.url}"\napi_key = "{KEY}"\npoll_interval_s = 0.02\n'
-    async with Engine(tmp_path, toml) as e:
+    async with Engine(tmp_path, profile("rh", "runninghub", url=fake.url, api_key=KEY)) as e:
         yield e
 
 
@@ -85,15 +82,18 @@ async def test_every_kind_of_result_comes_back_with_the_bytes_served(engine, fak
 
 async def test_video_audio_and_zip_inputs_reach_runninghub_byte_for_byte(engine, fake):
     clip, sound = ms.mp4(n=6, sound=True), ms.wav()
-    snap, outs = await engine.run("rh", media.WF_MEDIA_ECHO, [file_input("1.video", clip), file_input("3.audio", sound)])
+    snap, outs = await engine.run("rh", media.WF_MEDIA_ECHO, [file_input("1.video", clip),
+                                                               file_input("3.audio", sound)])
     assert snap["state"] == "succeeded", snap
     assert saved_bytes(outs) == [("video", clip.data), ("audio", sound.data)]
     names = [n for n, b in fake.uploads.items() if b in (clip.data, sound.data)]
-    assert sorted(n.rsplit(".", 1)[-1] for n in names) == ["mp4", "wav"] and all(n.startswith("openapi/") for n in names)
+    assert sorted(n.rsplit(".", 1)[-1] for n in names) == ["mp4", "wav"]
+    assert all(n.startswith("openapi/") for n in names)
 
 
 async def test_types_the_upload_does_not_take_are_refused_before_anything_is_paid(engine, fake):
-    for o, what in ((file_input("1.video", ms.webm()), ".webm"), (file_input("1.video", ms.glb(), kind="file"), ".glb")):
+    refused = ((file_input("1.video", ms.webm()), ".webm"), (file_input("1.video", ms.glb(), kind="file"), ".glb"))
+    for o, what in refused:
         with pytest.raises(RejectedInput) as info:
             await engine.run("rh", media.WF_MEDIA_ECHO, [o])
         assert info.value.field == o.kind and what in str(info.value) and "runninghub" in str(info.value)
@@ -141,6 +141,6 @@ async def test_media_answers_keep_the_documented_shapes(fake):
         async with s.post(fake.url + "/openapi/v2/query", json={"taskId": tid},
                           headers={"Authorization": f"Bearer {KEY}"}) as r:
             q = await r.json()
-        assert_shape(q, sample("v2_query_success"), nullable=frozenset({"$.results[].text", "$.usage.consumeMoney", "$.usage.consumeCoins",
-                                                                        "$.usage.thirdPartyConsumeMoney"}))
+        assert_shape(q, sample("v2_query_success"), nullable=frozenset(
+            {"$.results[].text", "$.usage.consumeMoney", "$.usage.consumeCoins", "$.usage.thirdPartyConsumeMoney"}))
         assert [i["outputType"] for i in q["results"]] == ["mp4", "mp4", "flac", "txt", "glb"]

@@ -10,24 +10,21 @@ from comfyui_remote.providers.speedpix import SpeedPixProvider
 from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.fakes.speedpix import FakeSpeedPix
 
-from .media_engine import Engine, file_input, saved_bytes
+from .media_engine import Engine, file_input, profile, saved_bytes
 
 OSS = "https://speed-pix-beijing-prod.oss-cn-beijing.aliyuncs.com/comfy/output/"
 
 
 @pytest.fixture
 async def fake():
-    f = FakeSpeedPix(queue_s=0.05, run_s=0.2, steps=2)
-    await f.start()
-    yield f
-    await f.stop()
+    async with FakeSpeedPix(queue_s=0.05, run_s=0.2, steps=2) as f:
+        yield f
 
 
 @pytest.fixture
 async def engine(tmp_path, fake):
-    toml = (f'[profiles.sp]\nprovider = "speedpix"\nurl = "{fake.url}"\napp_key = "test-app-key"\n'
-            'app_secret = "test-app-secret"\npoll_interval_s = 0.02\n')
-    async with Engine(tmp_path, toml) as e:
+    async with Engine(tmp_path, profile("sp", "speedpix", url=fake.url, app_key="test-app-key",
+                                        app_secret="test-app-secret")) as e:
         yield e
 
 
@@ -60,8 +57,8 @@ async def test_video_audio_3d_and_text_fields_come_back_through_the_engine(engin
     assert snap["state"] == "succeeded", snap
     assert [(o["kind"], o["field"]) for o in outs] == [("video", "video"), ("video", "silent"), ("audio", "soundtrack"),
                                                        ("file", "mesh"), ("text", "caption"), ("text", "seed")]
-    assert saved_bytes(outs) == [("video", ms.mp4(sound=True).data), ("video", ms.mp4().data), ("audio", ms.flac().data),
-                                 ("file", ms.glb().data)]
+    assert saved_bytes(outs) == [("video", ms.mp4(sound=True).data), ("video", ms.mp4().data),
+                                 ("audio", ms.flac().data), ("file", ms.glb().data)]
     assert [o.get("text") for o in outs[4:]] == ["a fox", "0"]
 
 

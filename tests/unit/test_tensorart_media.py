@@ -12,7 +12,7 @@ from comfyui_remote.providers.base import NotSupported
 from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.fakes.tensorart import DEFAULT_API_KEY, FakeTensorArt
 
-from .media_engine import Engine, file_input, saved_bytes
+from .media_engine import Engine, file_input, profile, saved_bytes
 
 GRAPH = {
     "1": {"class_type": "TensorArt_PromptText", "inputs": {"text": "a fox in the snow"}},
@@ -27,18 +27,14 @@ GRAPH = {
 
 @pytest.fixture
 async def fake():
-    f = FakeTensorArt()
-    f.created_s, f.queue_s, f.run_s, f.step_s = 0.02, 0.05, 0.1, 0.005
-    await f.start()
-    yield f
-    await f.stop()
+    async with FakeTensorArt() as f:
+        f.created_s, f.queue_s, f.run_s, f.step_s = 0.02, 0.05, 0.1, 0.005
+        yield f
 
 
 @pytest.fixture
 async def engine(tmp_path, fake):
-    toml = (f'[profiles.ta]\nprovider = "tensorart"\nurl = "{fake.url}"\napi_key = "{DEFAULT_API_KEY}"\n'
-            "poll_interval_s = 0.02\n")
-    async with Engine(tmp_path, toml) as e:
+    async with Engine(tmp_path, profile("ta", "tensorart", url=fake.url, api_key=DEFAULT_API_KEY)) as e:
         yield e
 
 
