@@ -12,6 +12,7 @@ from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.fakes import nextgpu_apps as apps
 from comfyui_remote.tests.fakes.nextgpu import FakeNextGPU
 
+from . import test_nextgpu_fidelity as fidelity
 from .media_engine import Engine, file_input, profile, saved_bytes
 
 USER, TOKEN = "media-user-3c9e", "media-token-81fa2d"
@@ -58,6 +59,7 @@ async def test_kinds_nextgpu_cannot_take_are_refused_before_anything_is_paid(eng
     assert fake.count("publish") == 0 and fake.count("store_put") == 0 and not fake.tasks
 
 
+@pytest.mark.skipif(not fidelity.SEED.exists(), reason="the nextGPU seed (shared reference material) is absent")
 async def test_the_animated_app_answers_getTask_in_the_documented_shape(engine, fake):
     """getTask of the animated app has the seed's shape; its one delivered file is the WebP (``ossSize``
     its length) and the /history entry lists the WebP under ``images`` (``animated``) and the
@@ -66,14 +68,12 @@ async def test_the_animated_app_answers_getTask_in_the_documented_shape(engine, 
 
     import aiohttp
 
-    from .test_nextgpu_fidelity import post, same_shape, seed_blocks
-
     snap, _ = await engine.run("ng", apps.ANIMATED_TITLE, [Override("promptText", "text", "a dancing fox")])
     async with aiohttp.ClientSession() as client:
-        status, _, got = await post(client, fake.url + "/backend/getTask", {"taskID": snap["remote_id"]},
+        status, _, got = await fidelity.post(client, fake.url + "/backend/getTask", {"taskID": snap["remote_id"]},
                                     headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200
-    same_shape(got, seed_blocks()[11])
+    fidelity.same_shape(got, fidelity.seed_blocks()[11])
     sub = got["task"]["subTasks"][0]
     assert sub["state"] == 3 and sub["urls"].endswith(".webp") and "\n" not in sub["urls"]
     assert sub["ossSize"] == len(ms.animated_webp().data)
