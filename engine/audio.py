@@ -17,6 +17,7 @@ import numpy as np
 from ..providers.base import RejectedInput
 
 FLAC_BITS = 24
+FLAC_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -71,7 +72,10 @@ def encode_flac(waveform: np.ndarray, rate: int, *, target: str = "") -> bytes:
         raise RejectedInput(f"audio for {target or 'the target'} has shape {tuple(arr.shape)}; expected [1,C,S]",
                             field="audio")
     channels = arr.shape[0]
-    layout = {1: "mono", 2: "stereo"}.get(channels) or av.AudioLayout(channels).name
+    layout = FLAC_LAYOUTS.get(channels)
+    if layout is None:
+        raise RejectedInput(f"audio for {target or 'the target'} has {channels} channels; FLAC takes 1 to 8",
+                            field="audio")
     full = 2 ** (FLAC_BITS - 1)
     ints = (np.clip(np.rint(arr * full), -full, full - 1).astype(np.int64) << (32 - FLAC_BITS)).astype(np.int32)
     buf = io.BytesIO()

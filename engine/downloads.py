@@ -66,8 +66,8 @@ class DownloadsMixin:
         saved: list[dict] = []
         problems: list[str] = []
         used: set[str] = set()
-        # a text given inline is kept as it is; a text *file* (RunningHub's .txt) is downloaded like any file
-        files = [o for o in outputs if not (o.url is None and (o.kind == "text" or o.text is not None))]
+        # inline texts stay in the journal; everything else is a file to save (a .txt with a link too)
+        files = [o for o in outputs if not (o.url is None and (o.text is not None or o.kind == "text"))]
         earlier = {r["n"]: r for r in await self._db(self.journal.outputs, row["id"])}
         for n, o in enumerate(outputs):
             rec = {"n": n, "kind": o.kind, "filename": o.filename, "node": o.node, "field": o.field, "mime": o.mime,

@@ -31,7 +31,8 @@ def task_json(row: dict, outputs: list[dict]) -> dict:
         "started_at": iso(row.get("started_at")), "finished_at": iso(row.get("finished_at")),
         "outputs_state": row.get("outputs_state"),
         "outputs": [{"n": o["n"], "kind": o["kind"], "filename": o.get("filename"), "width": o.get("width"),
-                     "height": o.get("height"), "node": o.get("node"), "field": o.get("field")}
+                     "height": o.get("height"), "node": o.get("node"), "field": o.get("field"),
+                     "mime": o.get("mime"), "preview": bool(o.get("preview"))}
                     for o in outputs],
     }
 

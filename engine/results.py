@@ -32,16 +32,24 @@ def is_image(o: dict) -> bool:
     return kind(o) == "image"
 
 
-def contents(outputs: Sequence[dict]) -> str:
-    """``2 images, 1 video: use RemoteFetchVideo`` — what a result holds, by kind, with the nodes."""
+def _counts(outputs: Sequence[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for o in outputs:
         counts[kind(o)] = counts.get(kind(o), 0) + 1
-    if not counts:
-        return "the result has no outputs"
+    return counts
+
+
+def tally(outputs: Sequence[dict]) -> str:
+    """``2 images, 1 video`` (``no outputs`` when empty), in result order."""
+    return ", ".join(f"{n} {k if n == 1 else PLURAL.get(k, k)}" for k, n in _counts(outputs).items()) or "no outputs"
+
+
+def contents(outputs: Sequence[dict]) -> str:
+    """``2 images: use RemoteFetchImage; 1 video: use RemoteFetchVideo`` — what a result holds, by kind,
+    with the node for each."""
     parts = [f"{n} {k if n == 1 else PLURAL.get(k, k)}: use {NODE_FOR.get(k, 'RemoteFetchFile')}"
-             for k, n in counts.items()]
-    return "; ".join(parts)
+             for k, n in _counts(outputs).items()]
+    return "; ".join(parts) or "the result has no outputs"
 
 
 def describe(outputs: Sequence[dict]) -> str:

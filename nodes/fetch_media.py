@@ -4,12 +4,12 @@ ComfyUI's own VIDEO (``VideoFromFile`` on the saved file, so SaveVideo and previ
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import torch
 
 from ..engine import audio as audio_codec
 from ..engine import results, video as video_codec
+from ..engine.redaction import get_logger
 from .remote import CATEGORY
 
 try:
@@ -17,7 +17,7 @@ try:
 except ImportError:  # an older ComfyUI without a VIDEO type: frames, audio and fps still come
     VideoFromFile = None
 
-log = logging.getLogger("comfyui_remote")
+log = get_logger("comfyui_remote.fetch")
 RESULT = ("REMOTE_RESULT",)
 
 

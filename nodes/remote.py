@@ -123,29 +123,43 @@ class RemoteRun:
     RETURN_TYPES = ("IMAGE", "MASK", "REMOTE_RESULT")
     RETURN_NAMES = ("image", "mask", "result")
     FUNCTION = "run"
-    DESCRIPTION = "Submit, wait and fetch the images in one node."
+    DESCRIPTION = ("Submit, wait and fetch the images in one node. With only `result` connected (a video, sound "
+                   "or text workflow: into RemoteFetchVideo/Audio/Text/File) no image is fetched.")
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"profile": _profile_combo(), "workflow": WORKFLOW},
                 "optional": {"inputs": ("REMOTE_INPUTS",), "timeout_s": TIMEOUT, "select": SELECT,
                              "reuse_result": REUSE, "cancel_on_interrupt": CANCEL},
-                "hidden": {"unique_id": "UNIQUE_ID"}}
+                "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
 
     @classmethod
     def IS_CHANGED(cls, unique_id=None, **kwargs):
         return runtime.generation(unique_id)
 
     async def run(self, profile, workflow, inputs=None, timeout_s=3600, select="", reuse_result=True,
-                  cancel_on_interrupt=True, unique_id=None):
+                  cancel_on_interrupt=True, unique_id=None, prompt=None):
         label = f"RemoteRun #{unique_id}"
         handle = await _submit(profile, workflow, inputs, reuse_result, unique_id, label, deadline_s=timeout_s)
         snap = await runtime.wait_for_task(handle, node_id=unique_id, timeout_s=timeout_s,
                                            cancel_on_interrupt=cancel_on_interrupt, node_label=label)
         runtime.raise_for_state(snap, handle, label)
         result = runtime.result_for(snap)
+        if not _linked(prompt, unique_id, (0, 1)):  # only `result` is used (e.g. into RemoteFetchVideo)
+            return (None, None, result)
         image, mask, _ = await asyncio.to_thread(fetch_images, result, select)
         return (image, mask, result)
+
+
+def _linked(prompt, node_id, slots) -> bool:
+    """Whether a node of the prompt takes one of these outputs of ``node_id`` (True when unknown)."""
+    if not isinstance(prompt, dict) or node_id is None:
+        return True
+    for node in prompt.values():
+        for value in (node.get("inputs") or {}).values() if isinstance(node, dict) else ():
+            if isinstance(value, list) and len(value) == 2 and str(value[0]) == str(node_id) and value[1] in slots:
+                return True
+    return False
 
 
 class RemoteRecover:

@@ -23,7 +23,7 @@ except ImportError:  # older ComfyUI: no context, the prompt's outcome is then u
     def get_executing_context() -> Any:
         return None
 
-from ..engine import redaction
+from ..engine import redaction, results
 from ..engine.tasks import TaskManager
 from ..providers.base import RemoteError, RemoteTimeout
 from ..providers.sandbox import SandboxProvider
@@ -106,6 +106,7 @@ def bump_generation(node_id: Optional[str]) -> None:
 def progress_text(snap: dict, elapsed: float) -> str:
     parts = []
     state = snap.get("state")
+    downloading = state == "running" and snap.get("outputs_state") == "pending"  # "downloading result 1 of 2: …"
     if state == "queued":
         pos, length = snap.get("queue_position"), snap.get("queue_length")
         if pos is not None and length:
@@ -114,6 +115,8 @@ def progress_text(snap: dict, elapsed: float) -> str:
             parts.append(f"queued, position {pos}")
         else:
             parts.append("queued")
+    elif downloading:
+        parts.append(str(snap.get("message") or "downloading results")[:120])
     elif state == "running":
         node = snap.get("node")
         step, mx = snap.get("step"), snap.get("max_steps")
@@ -284,7 +287,7 @@ def summary(snap: dict) -> str:
     if snap.get("cost") is not None:
         bits.append(f"cost {snap['cost']:g}")
     outs = snap.get("outputs") or []
-    bits.append(f"{len(outs)} output(s)")
+    bits.append(results.tally(outs))
     if snap.get("message"):
         bits.append(str(snap["message"]))
     return redaction.scrub(" · ".join(bits))

@@ -8,8 +8,8 @@ the same float32 arithmetic as ComfyUI (so a SaveImage of an inverted image has 
 bytes, truncation included).
 
 Core types: LoadImage, ImageInvert, EmptyImage, SaveImage, PreviewImage, ImageBatch, ImageScale,
-MaskToImage. Sandbox types (also shipped for a real server in ``tests/remote_nodes``):
-SandboxSolid, SandboxSlowPass, SandboxFail.
+MaskToImage; with ``media_nodes``: SaveAnimatedWEBP, PreviewAny. Sandbox types (also shipped for a
+real server in ``tests/remote_nodes``): SandboxSolid, SandboxSlowPass, SandboxFail; and, sandbox only, SandboxVideo, SandboxSaveText.
 
 :func:`validate_prompt` mirrors ``execution.validate_prompt``/``validate_inputs`` of 0.3.64: error
 types ``invalid_prompt``, ``prompt_no_outputs``, ``prompt_outputs_failed_validation`` and per node
@@ -490,3 +490,8 @@ def format_value(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return f"tensor(shape={list(x.shape)}, dtype=torch.float32)"
     return str(x)
+
+
+from .media_nodes import TYPES as _MEDIA_TYPES  # noqa: E402  (they build on NodeType above)
+
+NODE_TYPES.update(_MEDIA_TYPES)

@@ -27,8 +27,8 @@ if why:
 PACK = "comfyui_remote"  # the --as name of the local_comfy fixture
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.json"))
 EXPECTED = {"sandbox_invert", "sandbox_solid_submit_wait", "sandbox_slow", "comfyui_remote_server", "runninghub",
-            "runninghub_app", "tensorart", "speedpix", "nextgpu", "recover", "comfycloud"}
-EXPECTED |= {"runninghub_video"}
+            "runninghub_app", "tensorart", "speedpix", "nextgpu", "recover", "comfycloud", "comfyui_remote_video",
+            "runninghub_video"}
 # the frontend's widgets per node type, in order, written out independently of the converter
 # ("upload": LoadImage's button, saved as "image" but never sent to the API)
 WIDGETS = {
@@ -43,15 +43,13 @@ WIDGETS = {
     "RemoteSubmit": ["profile", "workflow", "reuse_result"],
     "RemoteWait": ["timeout_s", "cancel_on_interrupt"],
     "RemoteFetchImage": ["select"],
-    "RemoteRun": ["profile", "workflow", "timeout_s", "select", "reuse_result", "cancel_on_interrupt"],
-    "RemoteRecover": ["task_id", "profile", "timeout_s"],
-}
-WIDGETS.update({  # the media nodes and the core nodes they feed
     "RemoteFetchVideo": ["select", "frame_load_cap", "skip_first_frames", "select_every_nth"],
     "RemoteFetchText": ["select"],
     "SaveVideo": ["filename_prefix", "format", "codec"],
     "PreviewAny": [],
-})
+    "RemoteRun": ["profile", "workflow", "timeout_s", "select", "reuse_result", "cancel_on_interrupt"],
+    "RemoteRecover": ["task_id", "profile", "timeout_s"],
+}
 NEEDS_TITLE = ("RemoteSubmit", "RemoteRun", "RemoteRecover")
 
 
@@ -192,7 +190,8 @@ def rgb(hexcode: int) -> np.ndarray:
     return np.array([(hexcode >> 16) & 255, (hexcode >> 8) & 255, hexcode & 255], np.int16)
 
 
-RUNNABLE = ["sandbox_invert", "sandbox_solid_submit_wait", "sandbox_slow", "comfyui_remote_server"]
+RUNNABLE = ["sandbox_invert", "sandbox_solid_submit_wait", "sandbox_slow", "comfyui_remote_server",
+            "comfyui_remote_video"]
 
 
 @pytest.mark.parametrize("name", RUNNABLE)
@@ -217,6 +216,10 @@ async def test_example_runs(name, local_comfy, object_info):
         assert px.shape == (128, 128, 3) and (px == rgb(0x2A9D8F)).all()
     elif name == "sandbox_slow":
         assert px.shape == (64, 64, 3) and (px == rgb(0xE76F51)).all()
+    elif name == "comfyui_remote_video":  # 16 frames of 1.color inverted, through h264 (yuv420p) and back;
+        # RemoteRun with only `result` connected fetches no image (this result has none)
+        assert len(hist["outputs"][save_id]["images"]) == 16 and hist["outputs"]["4"]["images"][0]["filename"].endswith(".mp4")
+        assert px.shape == (128, 128, 3) and np.abs(px - (255 - rgb(0x2A9D8F))).max() <= 4
     else:  # the real remote ComfyUI: EmptyImage of colour 1.color, inverted there
         assert px.shape == (256, 256, 3) and np.abs(px - (255 - rgb(0x2A9D8F))).max() <= 1
 

@@ -28,3 +28,20 @@ def test_journal_survives_reopen_and_scrubs_secrets(tmp_path):
     j2 = Journal(tmp_path / "j.sqlite3")
     assert j2.get("a")["error"] == "bad key ***"
     assert b"journal-canary-secret" not in (tmp_path / "j.sqlite3").read_bytes()
+
+
+def test_a_journal_from_before_previews_gains_the_column_and_keeps_its_outputs(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    j = Journal(path)
+    j.set_outputs("t", [{"n": 0, "kind": "image", "filename": "a.png", "path": "/x/a.png"}])
+    j.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE outputs DROP COLUMN preview")  # as a journal written before the column existed
+    db.commit()
+    db.close()
+    j = Journal(path)
+    assert j.outputs("t")[0]["filename"] == "a.png" and j.outputs("t")[0]["preview"] is None
+    j.set_outputs("t", [{"n": 0, "kind": "image", "filename": "p.png", "path": "/x/p.png", "preview": 1}])
+    assert j.outputs("t")[0]["preview"] == 1
