@@ -22,6 +22,7 @@ from ..engine.websocket import SocketPolicy, frames
 from .base import (AmbiguousSubmit, AuthError, Capabilities, ConfigError, Output, Preflight, ProtocolError, Provider,
                    QuotaError, RejectedInput, RemoteError, RemoteFailure, RemoteRef, ServerError, State, SubmitSpec,
                    TaskGone, TaskUpdate)
+from .nextgpu_parse import as_int as _int, code_of as _code, duration as _duration, outputs_of, state_of as _state
 from .nextgpu_store import no_store, put_image
 
 CST = timezone(timedelta(hours=8))  # nextGPU's server clock (Asia/Shanghai)
@@ -56,35 +57,14 @@ CODES = {
 }
 # the session cannot be re-joined: a refused handshake (400 Invalid path) is final, a drop ends the push
 SOCKET = SocketPolicy(reconnects=2, final_codes=frozenset({400, 401, 403, 404}), heartbeat_s=20.0)
-IMAGE_MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
-
-
-def _int(value: Any, default: int = 0) -> int:
-    try:
-        return default if isinstance(value, bool) else int(value)
-    except (TypeError, ValueError, OverflowError):
-        return default
-
-
-def _state(obj: dict) -> Optional[int]:
-    return obj.get("state") if type(obj.get("state")) is int else None
-
-
-def _code(data: Any) -> Any:
-    code = next((v for k, v in data.items() if str(k).lower() == "codeid"), None) if isinstance(data, dict) else None
-    return code if isinstance(code, (int, str)) else None  # (a list or an object is no code at all)
-
-
-def _duration(ms: int) -> str:
-    s = max(0, ms // 1000)
-    return f"{s // 3600} h {s % 3600 // 60:02d} min" if s >= 3600 else (f"{s // 60} min" if s >= 60 else f"{s} s")
 
 
 class NextGPU(Provider):
     id = "nextgpu"
     label = "nextGPU"
     capabilities = Capabilities(cancel=False, queue_position=True, progress="push", uploads=True, cost=False,
-                                idempotent_submit=False, client_chosen_id=True, findable=True, addressing="field")
+                                idempotent_submit=False, client_chosen_id=True, findable=True, addressing="field",
+                                input_kinds=("image",))  # the node fetches image URLs (facts §7.3)
 
     def __init__(self, profile: Any, http: Any):
         super().__init__(profile, http)
@@ -299,7 +279,7 @@ class NextGPU(Provider):
                 urls = self._pushed.get(ref.remote_id, {}).get(sid, [])
             else:
                 urls = str(sub.get("urls") or "").split("\n") if _state(sub) == 3 else []
-            found = self._outputs_of(sid, urls, sub)
+            found = outputs_of(sid, urls, sub)
             outs += found
             if not found:
                 failed.append((sid, sub))
@@ -324,24 +304,6 @@ class NextGPU(Provider):
                 reason or "nextGPU gave no reason")
         return self.error(RemoteFailure, detail, code=reason or None, hint="check the inputs (image URLs must be "
                           "public) and try again, or ask nextGPU about the app")
-
-    @staticmethod
-    def _outputs_of(sub_id: str, urls: list, sub: dict) -> list[Output]:
-        node = None
-        try:  # the node's /history entry: files map to a node only when exactly one node saved images
-            entry = next(iter(json.loads(sub.get("output") or "{}").values()))
-            saved = [n for n, o in entry["outputs"].items()
-                     if any(isinstance(i, dict) and i.get("type") == "output" for i in o.get("images", []))]
-            node = saved[0] if len(saved) == 1 else None
-        except (ValueError, TypeError, AttributeError, KeyError, StopIteration):
-            pass
-        outs = []
-        for url in dict.fromkeys(u.strip() for u in urls if isinstance(u, str) and "://" in u):
-            name = urlsplit(url).path.rsplit("/", 1)[-1] or f"{sub_id}.png"
-            mime = IMAGE_MIME.get(name.rsplit(".", 1)[-1].lower())
-            if url.startswith(("http://", "https://")):
-                outs.append(Output("image" if mime else "file", url, name, node, field=sub_id, mime=mime))
-        return outs
 
     # ------------------------------------------------------------------ push
     def push(self, ref: RemoteRef) -> Optional[AsyncIterator[TaskUpdate]]:

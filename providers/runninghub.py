@@ -23,6 +23,7 @@ import aiohttp
 from ..engine.comfy_progress import ComfyProgress
 from ..engine.websocket import SocketPolicy, frames
 from . import runninghub_parse as rp
+from .kinds import kind_of
 from ..engine.redaction import get_logger
 from .base import (AuthError, CancelResult, Capabilities, CapacityBusy, ConfigError, ContentRejected, NotFound,
                    NotSupported, Preflight, ProtocolError, Provider, QuotaError, RateLimited, RejectedInput,
@@ -31,7 +32,6 @@ from .base import (AuthError, CancelResult, Capabilities, CapacityBusy, ConfigEr
 
 log = get_logger("comfyui_remote.runninghub")
 
-MAX_UPLOAD = 30 * 1024 * 1024  # per file [§3.9, code 809]
 KEY = "check the key ({key}); a key belongs to one site (.cn or .ai)"
 WAIT = "nothing was created; the engine waits in its local queue and sends it again"
 GONE = "the task id is unknown to this key and site"
@@ -62,9 +62,9 @@ CODES: dict[int, tuple[type[RemoteError], str, str, str]] = {
           "each target must be NODE_ID.FIELD of an existing node and a non-linked input"),
     806: (AuthError, "", "no RunningHub user has this API key", KEY),
     807: (TaskGone, "", "RunningHub does not know this task", GONE),
-    808: (TransientError, "image", "RunningHub's storage failed to take the upload", "retrying usually works"),
-    809: (RejectedInput, "image", "the file exceeds RunningHub's 30 MB limit",
-          "downscale it, or pass a public URL with RemoteInputText"),
+    808: (TransientError, "", "RunningHub's storage failed to take the upload", "retrying usually works"),
+    809: (RejectedInput, "", "the file exceeds RunningHub's 30 MB limit",
+          "make it smaller, or pass a public URL with RemoteInputText"),
     810: (RejectedInput, "workflow", "the workflow or app is not runnable yet",
           "open it on the RunningHub website, save it and run it once, then try again"),
     811: (AuthError, "", "the enterprise API key is invalid", KEY),
@@ -74,7 +74,7 @@ CODES: dict[int, tuple[type[RemoteError], str, str, str]] = {
     1002: (AuthError, "", "the API key was refused", KEY),
     1003: (RateLimited, "", "the request rate limit is exceeded", WAIT),
     1004: (TaskGone, "", "the task is missing or expired", GONE),
-    1008: (RejectedInput, "image", "the file is too large", "downscale it"),
+    1008: (RejectedInput, "", "the file is too large", "make it smaller"),
     1011: (CapacityBusy, "", "RunningHub is busy", WAIT),
     1501: (ContentRejected, "workflow", "RunningHub's content check refused the task",
            "change the prompt or input image"),
@@ -95,7 +95,8 @@ class RunningHubProvider(Provider):
     id = "runninghub"
     label = "RunningHub"
     capabilities = Capabilities(cancel=True, queue_position=False, progress="push", uploads=True, cost=True,
-                                idempotent_submit=False, client_chosen_id=False, findable=False, addressing="node")
+                                idempotent_submit=False, client_chosen_id=False, findable=False, addressing="node",
+                                input_kinds=tuple(rp.ACCEPTS))  # image, video, audio, file (a ZIP) [§3.9]
     upload_ttl_s = 20 * 3600  # v2 upload links live one day [§3.10]
 
     def __init__(self, profile: Any, http: Any):
@@ -189,10 +190,7 @@ class RunningHubProvider(Provider):
         wf = rp.parse_workflow(self, spec.workflow)
         targets = spec.targets("node")
         for tgt, o in targets:
-            if o.kind == "image" and isinstance(o.value, (bytes, bytearray)) and len(o.value) > MAX_UPLOAD:
-                raise self.error(RejectedInput, f"image for {tgt.raw} is {len(o.value) / 2**20:.1f} MB; RunningHub "
-                                 "accepts at most 30 MB per file", field="image",
-                                 hint="downscale it, or pass a public URL with RemoteInputText")
+            rp.check_file(self, tgt, o)
         if wf.kind == "graph":
             apply_overrides(wf.graph or {}, spec, provider=self.id, profile=self.name)
             return Preflight(workflow_label=f"own graph ({len(wf.graph or {})} nodes) on workflow {wf.id}")
@@ -210,9 +208,9 @@ class RunningHubProvider(Provider):
     async def upload(self, data: bytes, mime: str, name: str) -> Any:
         """v2 ``media/upload/binary`` (Bearer); the legacy ``/task/openapi/upload`` only where the v2
         route does not exist. The ``fileName`` answered is the field value [§3.9, §3.10]."""
-        if len(data) > MAX_UPLOAD:
+        if len(data) > rp.MAX_UPLOAD:
             raise self.error(RejectedInput, f"file {name} is {len(data) / 2**20:.1f} MB; RunningHub accepts at most "
-                             "30 MB", field="image", hint="downscale it, or pass a public URL with RemoteInputText")
+                             "30 MB", field=kind_of(name, mime), hint="make it smaller, or pass a public URL")
         key = self._key()
 
         def form(**fields: str) -> aiohttp.FormData:

@@ -13,18 +13,20 @@ an answer is ignored rather than trusted.
 from __future__ import annotations
 
 import json
-import mimetypes
 import re
 from dataclasses import dataclass
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from .base import (ConfigError, Output, RejectedInput, RemoteFailure, State, TaskUpdate, Target,
+from .base import (ConfigError, Output, Override, RejectedInput, RemoteFailure, State, TaskUpdate, Target,
                    parse_api_graph)
+from .kinds import extension, kind_of, mime_of
 
 MAX_TEXT = 300
-KINDS = {"image": {"png", "jpg", "jpeg", "webp", "gif", "bmp"}, "video": {"mp4", "webm", "mov", "avi", "mkv"},
-         "audio": {"wav", "mp3", "flac", "ogg"}, "text": {"txt"}}  # fileType dispatch of [APICALL]
+MAX_UPLOAD = 30 * 1024 * 1024  # per file [§3.9, code 809]
+# what the resource upload takes, by kind [§3.9 "Accepted types"]: a ZIP is the one archive (LoadImages(zip))
+ACCEPTS = {"image": ("png", "jpg", "jpeg", "webp"), "video": ("mp4", "avi", "mov", "mkv"),
+           "audio": ("mp3", "wav", "flac"), "file": ("zip",)}
 ID_RE = re.compile(r"^\d{1,25}$")
 URL_ID_RE = re.compile(r"runninghub\.(?:cn|ai)/(?:post|workflow)/(\d{6,25})")
 
@@ -152,14 +154,31 @@ def check_app_targets(p: Any, info: dict, targets: list) -> None:
                           hint=f"its fields are: {listed}")
 
 
+# ---------------------------------------------------------------- file inputs
+
+def check_file(p: Any, tgt: Target, o: Override) -> None:
+    """A file input RunningHub's upload would refuse (type or size), refused before anything is paid."""
+    if not isinstance(o.value, (bytes, bytearray)):
+        return
+    ext = "png" if o.kind == "image" and not o.name else extension(o.name) or next(
+        (e for e in ACCEPTS.get(o.kind, ()) if o.mime and mime_of("x." + e) == o.mime), "")
+    takes = ACCEPTS.get(o.kind, ())
+    if ext not in takes:
+        raise p.error(RejectedInput, f"{o.kind} for {tgt.raw} is a {'.' + ext if ext else 'untyped'} file; RunningHub "
+                      f"takes {o.kind} files of type {', '.join('.' + e for e in takes)}", field=o.kind,
+                      hint="convert it to one of those types, or pass a public URL with RemoteInputText")
+    if len(o.value) > MAX_UPLOAD:
+        raise p.error(RejectedInput, f"{o.kind} for {tgt.raw} is {len(o.value) / 2**20:.1f} MB; RunningHub accepts "
+                      "at most 30 MB per file", field=o.kind,
+                      hint="make it smaller, or pass a public URL with RemoteInputText")
+
+
 # ---------------------------------------------------------------- outputs
 
-def _kind(ftype: str) -> str:
-    return next((k for k, exts in KINDS.items() if ftype in exts), "file")
-
-
 def outputs_from(items: list) -> tuple[list[Output], Optional[float], Optional[float]]:
-    """(outputs, coins, seconds) of a success list; a URL listed twice is one output."""
+    """(outputs, coins, seconds) of a success list (legacy ``fileUrl``/``fileType`` or v2 ``url``/
+    ``outputType``/``text`` items): the kind from the file type (providers.kinds: ``txt`` is text, a
+    gif a video, ``glb``/``latent`` files); a URL listed twice is one output."""
     outs: list[Output] = []
     seen: set = set()
     coins: Optional[float] = None
@@ -180,10 +199,9 @@ def outputs_from(items: list) -> tuple[list[Output], Optional[float], Optional[f
             continue
         seen.add(url)
         filename = urlsplit(url).path.rsplit("/", 1)[-1] or None
-        ftype = str(item.get("fileType") or item.get("outputType") or
-                    (filename.rsplit(".", 1)[-1] if filename and "." in filename else "")).lower().lstrip(".")
-        mime = mimetypes.guess_type(f"x.{ftype}")[0] if ftype else None
-        outs.append(Output(kind=_kind(ftype), url=url, filename=filename, node=node, mime=mime))
+        ftype = str(item.get("fileType") or item.get("outputType") or extension(filename)).lower().lstrip(".")
+        kind = kind_of(f"x.{ftype}") if ftype else kind_of(filename)
+        outs.append(Output(kind=kind, url=url, filename=filename, node=node, mime=mime_of(f"x.{ftype}", kind)))
     return outs, coins, secs
 
 

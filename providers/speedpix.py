@@ -21,9 +21,10 @@ import uuid
 from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit
 
-from .base import (AuthError, Capabilities, ConfigError, ContentRejected, NotFound, Output, Preflight,
+from .base import (FILE_KINDS, AuthError, Capabilities, ConfigError, ContentRejected, NotFound, Output, Preflight,
                    ProtocolError, Provider, QuotaError, RateLimited, RejectedInput, RemoteError, RemoteFailure,
                    RemoteRef, ServerError, State, SubmitSpec, TaskGone, TaskUpdate, TransientError)
+from .kinds import kind_of
 from .speedpix_wire import (USER_AGENT, as_int, checked_url, clean, node_of, num, parse_outputs, parse_workflow,
                             sign_request)
 
@@ -111,7 +112,7 @@ class SpeedPixProvider(Provider):
     label = "Alibaba SpeedPix"
     capabilities = Capabilities(cancel=False, queue_position=True, progress="poll", uploads=True, cost=False,
                                 idempotent_submit=False, client_chosen_id=False, findable=False,
-                                addressing="field")
+                                addressing="field", input_kinds=FILE_KINDS)  # temporary files of any type
     upload_ttl_s = 20 * 3600  # INFERRED: temporary files are kept about a day (no source states it)
 
     # ------------------------------------------------------------------ plumbing
@@ -214,14 +215,14 @@ class SpeedPixProvider(Provider):
         except (TypeError, ValueError, OverflowError):
             raise self.error(RejectedInput, f"input {name!r}: {o.kind} value {clean(o.value, 40)!r} is invalid",
                              field="target", hint=f"give a valid (finite) {o.kind}") from None
-        if o.kind != "image":
+        if o.kind not in FILE_KINDS:
             raise self.error(RejectedInput, f"input {name!r} has kind {o.kind!r}", field="target",
-                             hint="SpeedPix takes text, int, float and image inputs")
+                             hint="SpeedPix takes text, int, float and file (image, video, audio, other) inputs")
         if not uploaded and isinstance(o.value, (bytes, bytearray)):
-            return ""  # pre-flight runs before the engine uploads images
+            return ""  # pre-flight runs before the engine uploads files
         if not isinstance(o.value, str) or not o.value:
-            raise self.error(RejectedInput, f"image for {name!r} was not uploaded", field="target",
-                             hint="the engine uploads images before submit; this is a bug")
+            raise self.error(RejectedInput, f"{o.kind} for {name!r} was not uploaded", field="target",
+                             hint="the engine uploads files before submit; this is a bug")
         return o.value
 
     def _prepare(self, spec: SubmitSpec, uploaded: bool = True) -> tuple[str, Optional[str], Optional[str], dict]:
@@ -250,7 +251,7 @@ class SpeedPixProvider(Provider):
         resp = await self.http.request("PUT", urls[0], data=data, headers={"Content-Type": mime}, max_body=1 << 20)
         if resp.status == 403:  # the presigned URL expired or was refused: the next try signs a fresh one
             raise self.error(TransientError, f"upload of {name}: the presigned upload URL was refused (HTTP 403)",
-                             field="image", code=403, hint="a fresh upload URL is asked for")
+                             field=kind_of(name, mime), code=403, hint="a fresh upload URL is asked for")
         if not resp.ok:
             raise self.http_error(resp, f"PUT upload of {name}")
         return urls[1]

@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 from .base import Output
+from .kinds import MIMES, extension, kind_of, mime_of
 from .errors import ProtocolError, RejectedInput
 
 ACCEPT = "application/json; charset=utf-8"
@@ -29,10 +30,6 @@ SIGNATURE_METHOD = "HmacSHA256"
 SIGNED_HEADERS = ("x-ca-timestamp", "x-ca-key", "x-ca-nonce", "x-ca-signature-method")
 USER_AGENT = "comfyui-remote-speedpix/0.1"
 
-MEDIA = {"image": ("png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"),
-         "video": ("mp4", "webm", "mov", "mkv", "avi"), "audio": ("mp3", "wav", "flac", "ogg", "m4a", "opus")}
-MIMES = {"jpg": "image/jpeg", "tif": "image/tiff", "mov": "video/quicktime", "mkv": "video/x-matroska",
-         "avi": "video/x-msvideo", "mp3": "audio/mpeg", "m4a": "audio/mp4"}
 _WF_RE = re.compile(r"^[A-Za-z0-9][\w.\-:]*$")
 _REF_RE = re.compile(r"^[\w.\-]+$")
 _NODE_RE = (re.compile(r"executing\s+([A-Za-z_]\w*)\s*\(node\s+([\w:]+)\)", re.I),
@@ -148,12 +145,13 @@ def as_int(value: Any) -> Optional[int]:
 
 
 def media(name: str, fmt: Any = None) -> tuple[str, Optional[str]]:
-    """(kind, mime) from a ``format`` field or a file name's extension."""
-    ext = (str(fmt) if fmt else name.rsplit(".", 1)[-1] if "." in name else "").lower().lstrip(".")
-    for kind, exts in MEDIA.items():
-        if ext in exts:
-            return kind, MIMES.get(ext, f"{kind}/{ext}")
-    return "file", None
+    """(kind, mime) of a result file from its ``format`` field, else its name (providers.kinds);
+    (``file``, None) when neither tells."""
+    probe = f"x.{str(fmt).lower().lstrip('.')}" if fmt else name
+    kind = kind_of(probe)
+    if kind == "file" and fmt:  # an unknown format word: the name may still tell
+        probe, kind = name, kind_of(name)
+    return kind, (mime_of(probe, kind) if kind != "file" or extension(probe) in MIMES else None)
 
 
 def url_name(url: str) -> str:
@@ -202,7 +200,8 @@ def parse_outputs(data: Mapping[str, Any]) -> list[Output]:
         if not isinstance(u, str):
             raise ProtocolError("comfy_get_result: images[] holds a non-URL")
         url = checked_url(u, "comfy_get_result: an images[] entry")
-        kind, mime = media(url_name(url))  # the default *image* list: no known extension is an image
-        out.setdefault(url, by_url.get(url) or Output(kind="image" if kind == "file" else kind, url=url,
-                                                      filename=url_name(url), mime=mime))
+        kind, mime = media(url_name(url))  # the default *image* list: no media extension is an image
+        media_kind = kind in ("image", "video", "audio")
+        out.setdefault(url, by_url.get(url) or Output(kind=kind if media_kind else "image", url=url,
+                                                      filename=url_name(url), mime=mime if media_kind else None))
     return list(out.values()) + [o for url, o in by_url.items() if url not in out] + texts

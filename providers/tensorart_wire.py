@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import math
@@ -18,13 +17,12 @@ import re
 import time
 import uuid
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
 
 from .base import Output
+from .kinds import EXTENSIONS, extension, kind_of, mime_of
 from .errors import ConfigError
 
-MIME = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
-        "gif": "image/gif", "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime"}
+STILLS = frozenset({"png", "jpg", "jpeg", "bmp"})  # a file in videos[] that can only be a still image
 
 _KEYS: dict[str, Any] = {}  # sha256 of a PEM -> its loaded RSA key (parsing is slow)
 
@@ -183,7 +181,8 @@ def running_info(info: Any) -> tuple[Optional[float], Optional[str], Optional[in
 
 def outputs_of(job: dict) -> list[Output]:
     """A SUCCESS job's result files: ``successInfo.images[]``/``videos[]`` (node ids and file names from
-    ``workflowFinishItem.nodes[*].outputUi``), or the older ``stages[].processingImages[]``."""
+    ``workflowFinishItem.nodes[*].outputUi``), or the older ``stages[].processingImages[]``; a URL
+    listed twice is one output. TAMS documents no audio, text or other file results."""
     info = pj(job, "successInfo", {}) or {}
     by_rid: dict[str, tuple[str, str]] = {}
     for nid, n in (pj(pj(info, "workflowFinishItem", {}), "nodes", {}) or {}).items():
@@ -203,11 +202,13 @@ def outputs_of(job: dict) -> list[Output]:
         seen.add(url)
         rid = str(pj(res, "id", "") or "")
         node, fname = by_rid.get(rid, (None, ""))
-        ext = str(pj(pj(pj(res, "meta", {}), "image", {}), "format", "") or "").lower() or \
-            urlsplit(url).path.rsplit(".", 1)[-1].lower()
-        fname = fname or f"{rid or len(outs)}.{ext if ext in MIME else ('png' if kind == 'image' else 'mp4')}"
-        mime = MIME.get(ext) or MIME.get(fname.rsplit(".", 1)[-1].lower())
-        if kind == "video" and mime and not mime.startswith("video/"):
-            kind = "image"
-        outs.append(Output(kind=kind, url=url, filename=fname, node=node, mime=mime))
+        ext = str(pj(pj(pj(res, "meta", {}), "image", {}), "format", "") or "").lower() or extension(url)
+        known = ext in EXTENSIONS["image"] | EXTENSIONS["video"]
+        fname = fname or f"{rid or len(outs)}.{ext if known else ('png' if kind == 'image' else 'mp4')}"
+        # images[] holding a gif or an mp4 is a video (providers.kinds); videos[] is a video (an animated
+        # WebP too) unless the file can only be a still
+        named = kind_of(fname)
+        kind = ("video" if named == "video" else "image") if kind == "image" else (
+            "image" if extension(fname) in STILLS else "video")
+        outs.append(Output(kind=kind, url=url, filename=fname, node=node, mime=mime_of(fname, kind)))
     return outs

@@ -49,8 +49,8 @@ class RunningHubCase(ContractCase):
             node, _, fld = target.rpartition(".")
             g[node]["inputs"][fld] = value
         images = []
-        for _, pngs in wf.render_saves(g, wf.builtin_files()):
-            for data in pngs:
+        for _, files in wf.render_saves(g, wf.builtin_files()):
+            for _ext, data in files:
                 img = Image.open(io.BytesIO(data)).convert("RGB")
                 images.append((img.width, img.height, img.getpixel((0, 0))))
         return Expect(images=images)

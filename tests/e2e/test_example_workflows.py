@@ -28,7 +28,7 @@ PACK = "comfyui_remote"  # the --as name of the local_comfy fixture
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.json"))
 EXPECTED = {"sandbox_invert", "sandbox_solid_submit_wait", "sandbox_slow", "comfyui_remote_server", "runninghub",
             "runninghub_app", "tensorart", "speedpix", "nextgpu", "recover", "comfycloud", "comfyui_remote_video",
-            "sandbox_video"}
+            "sandbox_video", "runninghub_video"}
 # the frontend's widgets per node type, in order, written out independently of the converter
 # ("upload": LoadImage's button, saved as "image" but never sent to the API)
 WIDGETS = {
@@ -44,7 +44,9 @@ WIDGETS = {
     "RemoteWait": ["timeout_s", "cancel_on_interrupt"],
     "RemoteFetchImage": ["select"],
     "RemoteFetchVideo": ["select", "frame_load_cap", "skip_first_frames", "select_every_nth"],
+    "RemoteFetchText": ["select"],
     "SaveVideo": ["filename_prefix", "format", "codec"],
+    "PreviewAny": [],
     "RemoteRun": ["profile", "workflow", "timeout_s", "select", "reuse_result", "cancel_on_interrupt"],
     "RemoteRecover": ["task_id", "profile", "timeout_s"],
 }
@@ -139,7 +141,8 @@ def test_links_are_consistent(name, object_info):
         inp = nodes[dst]["inputs"][dst_slot]
         assert link_id in (out["links"] or []), f"{name}: link {link_id} not listed by its output"
         assert inp["link"] == link_id, f"{name}: link {link_id} not set on its input"
-        assert out["type"] == typ == inp["type"], f"{name}: link {link_id} joins {out['type']} to {inp['type']}"
+        assert out["type"] == typ and inp["type"] in (typ, "*"), (  # "*": any type (PreviewAny)
+            f"{name}: link {link_id} joins {out['type']} to {inp['type']}")
         seen_in.add((dst, dst_slot))
         seen_out.add(link_id)
     for node in wf["nodes"]:
@@ -258,3 +261,29 @@ async def test_the_frontend_loads_each_example_and_queues_its_source(local_comfy
                 assert {i: s for i, s in got["sizes"]} == {n["id"]: n["size"] for n in wf["nodes"]}, name
         finally:
             await browser.close()
+
+
+async def test_runninghub_video_example_runs_against_the_fake(local_comfy, object_info):
+    """The RunningHub video AI App example, queued as the frontend queues it, against the RunningHub
+    fake (tests/fakes/runninghub_media.py): SaveVideo keeps the app's mp4 frames and sound, and the
+    preview shows the caption the app saved, which is the prompt sent."""
+    from comfyui_remote.tests import media_samples as ms
+
+    ui = load("runninghub_video")
+    prompt = ui_to_api(ui, object_info)
+    async with harness.Client(local_comfy.url) as c:
+        status, body = await c.post("/prompt", {"prompt": prompt, "client_id": c.client_id,
+                                                "extra_data": {"extra_pnginfo": {"workflow": ui}}})
+        assert status == 200, body
+        hist = await c.wait_done(body["prompt_id"], 180)
+    assert hist["status"]["status_str"] == "success", hist["status"]
+    (video,) = [f for files in hist["outputs"]["5"].values() if isinstance(files, list)
+                for f in files if isinstance(f, dict) and "filename" in f]
+    data = (Path(local_comfy.base) / video.get("type", "output") / video.get("subfolder", "") /
+            video["filename"]).read_bytes()
+    served = ms.mp4(sound=True)
+    assert np.array_equal(ms.decode_video_rgb(data), ms.decode_video_rgb(served.data))
+    sound, rate = ms.decode_audio(data)
+    want, want_rate = ms.decode_audio(served.data)
+    assert rate == want_rate and np.array_equal(sound, want)
+    assert hist["outputs"]["7"]["text"] == [prompt["1"]["inputs"]["text"]]

@@ -203,7 +203,7 @@ class _OssHost(FakeServer):
                                                                 "the signature you provided.")
             if int(expires) <= self._cutoff or int(expires) < self._now():
                 return _oss_error(403, "AccessDenied", "Request has expired.")
-        return web.Response(body=data, content_type="image/png")
+        return web.Response(body=data, content_type=apps_mod.CTYPES.get(key.rsplit(".", 1)[-1], "image/png"))
 
 
 def _oss_error(status: int, code: str, message: str) -> web.Response:
@@ -616,23 +616,26 @@ class FakeNextGPU(FakeServer):
             return await self._fail(sub, t.knobs.failure_reason, "ImageGenerateFailed")
         files = self._render(t, sub, fetched)
         if sub.attempts <= t.knobs.fail_attempts + t.knobs.reject_results:
-            sub.keys = [self._upload(t, f) for f in files]  # SRC writes urls, then rejects the result
+            sub.keys = [self._upload(t, *f) for f in files]  # SRC writes urls, then rejects the result
             return await self._fail(sub, FAILURE_MEASUREMENT, "ImageGenerateSuccess")
         await self._succeed(sub, files)
 
-    def _render(self, t: Task, sub: Sub, fetched: dict) -> list[bytes]:
+    def _render(self, t: Task, sub: Sub, fetched: dict) -> list[tuple[bytes, str]]:
+        """(bytes, extension) of each file the node delivers: only ``images`` lists (facts §7.4)."""
         app = t.app
         if app.render == "echo":
-            return [fetched[app.image_params[0]]]
+            return [(fetched[app.image_params[0]], "png")]
+        if app.render == "animated":  # SaveAnimatedWEBP lists its file under images: delivered
+            return [(apps_mod.animated_webp(), "webp")]
         prompt = apps_mod.param_value(app, t.generated, "promptText") or ""
         rgb = apps_mod.solid_colour(prompt)
         if app.render == "pair":
-            return [png_bytes(rgb, (8, 8)), png_bytes(apps_mod.inverse(rgb), (8, 8))]
+            return [(png_bytes(rgb, (8, 8)), "png"), (png_bytes(apps_mod.inverse(rgb), (8, 8)), "png")]
         size = (int(t.generated["5"]["inputs"]["width"]) // 64, int(t.generated["5"]["inputs"]["height"]) // 64)
-        return [png_bytes(rgb, size)]
+        return [(png_bytes(rgb, size), "png")]
 
-    def _upload(self, t: Task, data: bytes) -> str:
-        key = f"{t.image_path.strip('/')}/{self._new_file_name()}.png".lstrip("/")
+    def _upload(self, t: Task, data: bytes, ext: str = "png") -> str:
+        key = f"{t.image_path.strip('/')}/{self._new_file_name()}.{ext}".lstrip("/")
         self.oss.files[key] = data
         return key
 
@@ -640,17 +643,18 @@ class FakeNextGPU(FakeServer):
         """The URLs of OSS objects as an answer hands them out now (fresh signatures when signed)."""
         return [self.oss.url_for(k, self.now().timestamp()) for k in keys]
 
-    async def _succeed(self, sub: Sub, files: list[bytes]) -> None:
+    async def _succeed(self, sub: Sub, files: list[tuple[bytes, str]]) -> None:
         t = sub.task
         end = self.now()
-        sub.keys = [self._upload(t, f) for f in files]
+        sub.keys = [self._upload(t, *f) for f in files]
         sub.oss_keys = list(sub.keys)
         sub.oss_durations = [str(120 + 7 * i) for i in range(len(files))]
-        sub.oss_sizes = [len(f) for f in files]
+        sub.oss_sizes = [len(f) for f, _ in files]
         sub.inference_ms = max(1, int((end - sub.start).total_seconds() * 1000)) if sub.start else 1
         sub.status, sub.db_state, sub.end, sub.start_succeeded = 4, 3, end, True
         saved_nodes = [n for n, kind in t.app.outputs.items() if kind == "output"]
-        saved = {n: [f"{t.app.template[n]['inputs'].get('filename_prefix', 'ComfyUI')}_{1:05d}_.png"]
+        ext = files[0][1] if files else "png"
+        saved = {n: [f"{t.app.template[n]['inputs'].get('filename_prefix', 'ComfyUI')}_{1:05d}_.{ext}"]
                  for n in saved_nodes}
         graph_ran = json.loads(json.dumps(sub.graph))
         for name in t.app.image_params:

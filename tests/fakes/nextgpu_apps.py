@@ -14,6 +14,9 @@ Apps shipped by default (titles are opaque UTF-8, compared exactly):
 - ``双图输出 Two outputs`` — two SaveImage nodes: two PNGs per sub-task (colour and its inverse,
   8×8), so ``urls`` is newline-joined.
 - ``Slow generation`` — like ``Image generation`` but each attempt runs ``slow_run_s``.
+- ``动图 Animated`` — ``SaveAnimatedWEBP`` (node 9, listed under ``images`` with ``animated``: the
+  node client delivers it, a real 4-frame WebP from tests/media_samples) and ``VHS_VideoCombine``
+  (node 10, listed under ``gifs``: not delivered, facts §7.4).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ T2I_TITLE = "Image generation"
 ECHO_TITLE = "一键抠图（背景移除）丨在线生图"
 PAIR_TITLE = "双图输出 Two outputs"
 SLOW_TITLE = "Slow generation"
+ANIMATED_TITLE = "动图 Animated"
+CTYPES = {"png": "image/png", "webp": "image/webp", "gif": "image/gif", "mp4": "video/mp4"}
 
 RATIOS = {"1:1": (1024, 1024), "16:9": (1920, 1080), "4:3": (1024, 768), "9:16": (1080, 1920)}
 
@@ -88,7 +93,7 @@ class App:
     enums: dict = field(default_factory=dict)  # name -> [{"key": str, "value": [{path: value}, ...]}]
     seeds: list = field(default_factory=list)  # paths set to a random seed per sub-task
     outputs: dict = field(default_factory=dict)  # node id -> "output" | "temp"
-    render: str = "solid"  # solid | echo | pair
+    render: str = "solid"  # solid | echo | pair | animated
     run_s: Optional[float] = None  # per-app attempt duration (None = the fake's run_s)
     workspace: str = "nextGPU"
     image_params: tuple = ()  # parameters the node downloads (URLs)
@@ -148,8 +153,26 @@ def pair_app(title: str = PAIR_TITLE) -> App:
                ["3->inputs->seed"], {"9": "output", "10": "output"}, "pair")
 
 
+def animated_app(title: str = ANIMATED_TITLE) -> App:
+    g = _t2i_template(())
+    g["9"] = {"_meta": {"title": "保存动画WEBP"}, "class_type": "SaveAnimatedWEBP",
+              "inputs": {"filename_prefix": "nextGPU", "fps": 6.0, "lossless": True, "quality": 80,
+                         "method": "default", "images": ["8", 0]}}
+    g["10"] = {"_meta": {"title": "合并为视频"}, "class_type": "VHS_VideoCombine",
+               "inputs": {"images": ["8", 0], "frame_rate": 8, "format": "video/h264-mp4",
+                          "filename_prefix": "nextGPU", "save_output": True}}
+    return App(title, g, {"promptText": "6->inputs->text"}, {}, ["3->inputs->seed"],
+               {"9": "output", "10": "gifs"}, "animated")
+
+
+def animated_webp() -> bytes:
+    from .. import media_samples as ms
+
+    return ms.animated_webp().data
+
+
 def default_apps(slow_run_s: float) -> dict[str, App]:
-    apps = [t2i_app(), echo_app(), pair_app(), t2i_app(SLOW_TITLE, run_s=slow_run_s)]
+    apps = [t2i_app(), echo_app(), pair_app(), t2i_app(SLOW_TITLE, run_s=slow_run_s), animated_app()]
     return {a.title: a for a in apps}
 
 
@@ -212,8 +235,14 @@ def history_json(prompt_id: str, number: int, graph_ran: dict, client_id: str, a
     (", " / ": " separators, non-ASCII escaped). ``saved`` = {node id: [file names]}."""
     outputs: dict = {}
     for node, kind in app.outputs.items():
+        if kind == "gifs":  # VHS_VideoCombine's own list (never delivered by the node client)
+            outputs[node] = {"gifs": [{"filename": "nextGPU_00001.mp4", "subfolder": "", "type": "output",
+                                       "format": "video/h264-mp4", "frame_rate": 8.0}]}
+            continue
         names = saved.get(node) or [f"ComfyUI_temp_ogpuh_{1:05d}_.png"]
         outputs[node] = {"images": [{"filename": n, "subfolder": "", "type": kind} for n in names]}
+        if names[0].endswith(".webp") and kind == "output":
+            outputs[node]["animated"] = [True]
     entry = {
         "prompt": [number, prompt_id, graph_ran, {"client_id": client_id}, list(app.outputs)],
         "outputs": outputs,

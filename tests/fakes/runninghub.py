@@ -75,6 +75,7 @@ from urllib.parse import quote
 
 from aiohttp import ClientSession, ClientTimeout, WSMsgType, web
 
+from . import runninghub_media as media
 from . import runninghub_workflows as wf
 from .toolkit import Clock, FakeServer, json_response, png_bytes
 
@@ -405,11 +406,11 @@ class FakeRunningHub(FakeServer):
             self._moderation_next -= 1
             t.moderation = True
         if not t.fail:
-            for nid, pngs in wf.render_saves(graph, self.uploads):
-                for i, data in enumerate(pngs):
-                    fname = f"ComfyUI_{self._seq:05d}_{nid}_{i}.png"
+            for nid, files in wf.render_saves(graph, self.uploads):
+                for i, (ext, data) in enumerate(files):
+                    fname = f"ComfyUI_{self._seq:05d}_{nid}_{i}.{ext}"
                     path = f"{USER_ID}/output/{fname}"
-                    self.files[path] = (data, "image/png")
+                    self.files[path] = (data, media.CTYPES.get(ext, "application/octet-stream"))
                     t.saved.append((nid, fname, path))
         hook = body.get("webhookUrl")
         t.webhook_url = hook if isinstance(hook, str) and hook else None
@@ -681,9 +682,7 @@ class FakeRunningHub(FakeServer):
         ext = self._ext(filename, data)
         name = digest if ext == "zip" and prefix == "api" else f"{prefix}/{digest}.{ext}"
         self.uploads[name] = data
-        ctype = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
-            ext, "application/octet-stream")
-        self.files[f"input/{name}"] = (data, ctype)
+        self.files[f"input/{name}"] = (data, media.CTYPES.get(ext, "application/octet-stream"))
         return name, ext
 
     async def h_upload_legacy(self, request: web.Request) -> web.Response:
@@ -697,6 +696,8 @@ class FakeRunningHub(FakeServer):
         fname, data = form["file"]
         if len(data) > MAX_UPLOAD:
             return envelope(809)
+        if self._ext(fname, data) not in media.UPLOAD_TYPES:  # INFERRED: the doc lists the types, not the code
+            return envelope(301)
         name, _ = self._store_upload("api", fname, data)
         ftype = form.get("fileType", (None, b"input"))[1].decode("utf-8", "replace") or "input"
         return envelope(0, {"fileName": name, "fileType": ftype}, "success")
@@ -713,9 +714,10 @@ class FakeRunningHub(FakeServer):
         fname, data = form["file"]
         if len(data) > MAX_UPLOAD:  # INFERRED: the v2 limit is not documented
             return json_response({"code": 809, "message": MSG[809], "data": None})
+        if self._ext(fname, data) not in media.UPLOAD_TYPES:  # INFERRED, like the legacy route
+            return json_response({"code": 301, "message": MSG[301], "data": None})
         name, ext = self._store_upload("openapi", fname, data)
-        kind = ("image" if ext in ("png", "jpg", "jpeg", "webp") else "video" if ext in ("mp4", "avi", "mov", "mkv")
-                else "audio" if ext in ("mp3", "wav", "flac") else "file")
+        kind = media.UPLOAD_TYPES[ext]
         url = self.sign(f"input/{name}", ttl=86400.0)  # one day [DOC]
         return json_response({"code": 0, "message": "success",
                               "data": {"type": kind, "download_url": url, "fileName": name, "size": str(len(data))}})

@@ -15,6 +15,7 @@ import hashlib
 import json
 from typing import Any, Optional
 
+from . import runninghub_media as media
 from .toolkit import png_bytes
 
 # ---------------------------------------------------------------- node types the fake knows
@@ -23,8 +24,8 @@ CHECKPOINTS = ["MR 3DQ _SDXL V0.2.safetensors", "sd_xl_base_1.0.safetensors", "v
 NODE_TYPES = {
     "CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "VAEDecode", "SaveImage",
     "LoadImage", "PreviewImage", "RH_Translator", "RH_ComfyFluxKontext",
-}
-SAVE_TYPES = {"SaveImage"}
+} | media.NODE_TYPES
+SAVE_TYPES = {"SaveImage"} | set(media.SAVES)
 STEP_TYPES = {"KSampler"}
 
 # ---------------------------------------------------------------- built-in workflows
@@ -87,6 +88,7 @@ WORKFLOWS: dict[str, dict] = {
         "10": _node("LoadImage", "Load Image", image=EXAMPLE_IMAGE, upload="image"),
         "11": _node("PreviewImage", "Preview Image", images=["10", 0]),
     }},
+    **media.WORKFLOWS,
 }
 
 _APP_GRAPH = {
@@ -112,13 +114,14 @@ _APP_FIELDS = [
 APPS: dict[str, dict] = {
     APP_KONTEXT: {"name": "Flux Kontext单图模式", "graph": _APP_GRAPH, "fields": _APP_FIELDS},
     APP_NOT_RUN: {"name": "never run app", "graph": _APP_GRAPH, "fields": [], "runnable": False},
+    **media.APPS,
 }
 
 
 def builtin_files() -> dict[str, bytes]:
     """Input files every fake account can use (the defaults of the built-in graphs)."""
     return {EXAMPLE_IMAGE: png_bytes((10, 20, 30), (16, 16)),
-            APP_DEFAULT_IMAGE: png_bytes((200, 150, 100), (16, 16))}
+            APP_DEFAULT_IMAGE: png_bytes((200, 150, 100), (16, 16)), **media.builtin_files()}
 
 
 # ---------------------------------------------------------------- graph helpers
@@ -170,6 +173,9 @@ def validate_graph(graph: dict, files: dict[str, bytes]) -> tuple[bool, str]:
         if cls == "LoadImage" and not is_link(inputs.get("image")) and inputs.get("image") not in files:
             errs.append({"type": "custom_validation_failed", "message": "Custom validation failed for node",
                          "details": f"image - Invalid image file: {inputs.get('image')}", "extra_info": {}})
+        if media.missing_file(node, files):
+            errs.append({"type": "custom_validation_failed", "message": "Custom validation failed for node",
+                         "details": media.missing_file(node, files), "extra_info": {}})
         for name, value in inputs.items():
             if is_link(value) and value[0] not in graph:
                 errs.append({"type": "bad_linked_input", "message": "Bad linked input, must be a length-2 list of "
@@ -273,17 +279,20 @@ def _closure(graph: dict, nid: str) -> set[str]:
     return seen
 
 
-def render_saves(graph: dict, files: dict[str, bytes]) -> list[tuple[str, list[bytes]]]:
-    """[(save node id, [PNG bytes, ...])] in execution order."""
-    out = []
+def render_saves(graph: dict, files: dict[str, bytes]) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    """[(save node id, [(extension, bytes), ...])] in execution order."""
+    out: list[tuple[str, list[tuple[str, bytes]]]] = []
     for nid in execution_order(graph):
         node = graph[nid]
         if node["class_type"] not in SAVE_TYPES:
             continue
+        if node["class_type"] in media.SAVES:
+            out.append((nid, media.render(graph, nid, files)))
+            continue
         src = (node.get("inputs") or {}).get("images")
         if is_link(src) and graph.get(src[0], {}).get("class_type") == "LoadImage":
             name = graph[src[0]]["inputs"].get("image")
-            out.append((nid, [files[name]]))
+            out.append((nid, [("png", files[name])]))
             continue
         up = _closure(graph, src[0]) if is_link(src) else set()
         texts, seed, size, batch = [], 0, (64, 64), 1
@@ -298,7 +307,7 @@ def render_saves(graph: dict, files: dict[str, bytes]) -> list[tuple[str, list[b
                 size = (int(ins.get("width", 64)), int(ins.get("height", 64)))
                 batch = max(1, int(ins.get("batch_size", 1)))
         png = png_bytes(solid_colour("|".join(texts), seed), size)
-        out.append((nid, [png] * batch))
+        out.append((nid, [("png", png)] * batch))
     return out
 
 

@@ -48,6 +48,7 @@ from urllib.parse import quote, unquote, urlsplit, parse_qs
 
 from aiohttp import web
 
+from .. import media_samples as ms
 from .toolkit import Clock, FakeServer, json_response, png_bytes
 
 APIS = ("comfy_prompt", "comfy_get_progress", "comfy_get_result", "sp_create_temp_file_upload_sign")
@@ -55,6 +56,8 @@ JSON_CT = "application/json; charset=utf-8"
 WINDOW_S = 15 * 60
 CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 # the run: (class, node id, share of run_s)
+MEDIA_FIELDS = ("video", "audio", "file")  # the file inputs wf_media_echo saves back as its outputs
+CTYPES = {"png": "image/png", "mp4": "video/mp4", "flac": "audio/flac", "wav": "audio/wav", "glb": "model/gltf-binary"}
 NODES = (("CheckpointLoaderSimple", "4", 0.1), ("CLIPTextEncode", "6", 0.1), ("KSampler", "3", 0.6),
          ("VAEDecode", "8", 0.1), ("SaveImage", "9", 0.1))
 
@@ -88,8 +91,8 @@ class Published:
     """A workflow published as an API: typed input fields, versions, aliases."""
 
     id: str
-    kind: str  # solid | multi | echo
-    fields: dict  # name -> (type, default); type in string|int|float|bool|image
+    kind: str  # solid | multi | echo | video | media_echo
+    fields: dict  # name -> (type, default); type in string|int|float|bool|image|video|audio|file
     versions: tuple = ("v1", "v2")
     aliases: dict = field(default_factory=lambda: {"main": "v2", "stable": "v1"})
     run_factor: float = 1.0
@@ -104,6 +107,9 @@ def default_workflows() -> dict[str, Published]:
         "wf_multi": Published("wf_multi", "multi", {"prompt": ("string", "two cats"), "seed": ("int", 0)}),
         "wf_echo": Published("wf_echo", "echo", {"image": ("image", None), "prompt": ("string", "")}),
         "wf_slow": Published("wf_slow", "solid", dict(solid), run_factor=40.0),
+        # custom outputs of file types (video with and without sound, audio, a .glb) and text fields
+        "wf_video": Published("wf_video", "video", {"prompt": ("string", "a fox"), "seed": ("int", 0)}),
+        "wf_media_echo": Published("wf_media_echo", "media_echo", {k: (k, None) for k in MEDIA_FIELDS}),
     }
 
 
@@ -303,9 +309,9 @@ class FakeSpeedPix(FakeServer):
         if any(isinstance(v, str) and "UNSAFE" in v for v in values.values()) or self.content_safety_next == "input":
             self.content_safety_next = None
             return envelope(None, "P_Request_ContentSafe", "The content is non-compliant.")
-        if wf.kind == "echo":
-            if self._load(values.get("image")) is None:
-                return envelope(None, bad, "input field 'image' is not a readable file URL or data URI")
+        for name in ("image",) if wf.kind == "echo" else MEDIA_FIELDS if wf.kind == "media_echo" else ():
+            if self._load(values.get(name)) is None:
+                return envelope(None, bad, f"input field '{name}' is not a readable file URL or data URI")
         now_ms = int(self.wall() * 1000)
         task = Task(ulid(now_ms), wf, version, values, self.clock.now(), now_ms,
                     request.headers.get("X-SP-RESOURCE-CONFIG-ID", "default"), self.queue_s,
@@ -410,11 +416,22 @@ class FakeSpeedPix(FakeServer):
                 files.append((f"{task.id}_00000_.png", png_bytes(rgb, (16, 16)), 16, 16))
                 inv = tuple(255 - c for c in rgb)
                 files.append((f"{task.id}_00001_.png", png_bytes(inv, (16, 16)), 16, 16))  # type: ignore[arg-type]
+            elif wf.kind == "video":
+                for part, sample in (("video", ms.mp4(sound=True)), ("silent", ms.mp4()), ("audio", ms.flac()),
+                                     ("mesh", ms.glb())):
+                    files.append((f"{task.id}_{part}_00000_.{sample.name.rsplit('.', 1)[-1]}", sample.data,
+                                  sample.width, sample.height))
+            elif wf.kind == "media_echo":  # each uploaded file saved back under its own extension
+                for name in MEDIA_FIELDS:
+                    data, _mime = self._load(v.get(name))
+                    ext = unquote(urlsplit(v[name]).path).rsplit(".", 1)[-1]
+                    files.append((f"{task.id}_{name}_00000_.{ext}", data, 0, 0))
             else:
                 w, h = (max(1, min(512, int(v.get(k) or 16))) for k in ("width", "height"))
                 files.append((f"{task.id}_00000_.png", png_bytes(colour_for(str(v.get("prompt"))), (w, h)), w, h))
             for name, data, _w, _h in files:
-                self.objects[f"comfy/output/{name}"] = (data, "image/png")
+                self.objects[f"comfy/output/{name}"] = (data, CTYPES.get(name.rsplit(".", 1)[-1],
+                                                                         "application/octet-stream"))
             task.outputs = {"files": files}
         files = task.outputs["files"]
         exp = int(self.bucket_now() + self.url_ttl_s)
@@ -423,12 +440,18 @@ class FakeSpeedPix(FakeServer):
             exp = int(self.bucket_now()) - 1
         urls = [self.presign(request, "GET", f"comfy/output/{n}", "", exp) for n, *_ in files]
 
-        def obj(i: int) -> dict:
+        def obj(i: int) -> dict:  # common url/type + the type's own fields (sizes for pictures)
             name, _d, w, h = files[i]
-            return {"filename": name, "object_key": f"comfy/output/{name}", "format": "png", "width": w,
-                    "subfolder": "", "type": "output", "url": urls[i], "height": h}
+            out = {"filename": name, "object_key": f"comfy/output/{name}", "format": name.rsplit(".", 1)[-1],
+                   "subfolder": "", "type": "output", "url": urls[i]}
+            return {**out, "width": w, "height": h} if w else out
 
         wf = task.workflow
+        if wf.kind == "video":  # no image among the outputs: the default list is empty
+            return {"images": [], "result": {"video": obj(0), "silent": obj(1), "soundtrack": obj(2), "mesh": obj(3),
+                                             "caption": str(task.inputs.get("prompt")), "seed": task.inputs.get("seed")}}
+        if wf.kind == "media_echo":
+            return {"images": [], "result": {name: obj(i) for i, name in enumerate(MEDIA_FIELDS)}}
         if wf.kind == "echo":
             return {"images": [], "result": {"image": obj(0)}}
         if wf.kind == "multi":

@@ -158,7 +158,8 @@ class FakeTensorArt(FakeServer):
         self.jobs: dict[str, Job] = {}
         self.by_request: dict[tuple[str, str], str] = {}
         self.resources: dict[str, dict] = {}  # resourceId -> {headers, data, expires}
-        self.files: dict[str, bytes] = {}  # output resource id -> PNG
+        self.files: dict[str, bytes] = {}  # output resource id -> PNG (or mp4)
+        self.file_types: dict[str, str] = {}  # output resource id -> its Content-Type
         self.templates = {k: dict(v) for k, v in TEMPLATES.items()}
         self.auth_failures = 0
         self.rate_limited = 0
@@ -346,6 +347,7 @@ class FakeTensorArt(FakeServer):
         for res in results:
             rid = str(uuid.uuid4())
             self.files[rid] = res.png
+            self.file_types[rid] = "video/mp4" if res.video else "image/png"
             job.resource_ids.append(rid)
         self.jobs[job.id] = job
         self.by_request[(app, request_id)] = job.id
@@ -438,8 +440,8 @@ class FakeTensorArt(FakeServer):
     def _resource(self, rid: str, res: tg.Result, stale: bool = False) -> dict:
         exp = self._revoked if stale else max(int(self.unix_now() + self.url_ttl_s), self._revoked + 1)
         sig = hmac.new(self._file_secret, f"{rid}:{exp}".encode(), hashlib.sha256).hexdigest()[:32]
-        return {"id": rid, "url": f"{self.url}/_files/{rid}.png?Expires={exp}&OSSAccessKeyId=fake&Signature={sig}",
-                "expiredIn": str(exp), "meta": {"image": {"format": "png", "width": res.width, "height": res.height}}}
+        return {"id": rid, "url": f"{self.url}/_files/{rid}.{res.ext}?Expires={exp}&OSSAccessKeyId=fake&Signature={sig}",
+                "expiredIn": str(exp), "meta": {"image": {"format": res.ext, "width": res.width, "height": res.height}}}
 
     def _wfi(self, job: Job, status: str, frac: float) -> dict:
         order = tg.order(job.graph)
@@ -448,8 +450,8 @@ class FakeTensorArt(FakeServer):
         nodes, finished = {}, {}
         outputs = {r.node: [] for r in job.results}
         for res, rid in zip(job.results, job.resource_ids):
-            outputs[res.node].append({"filename": f"ComfyUI_{job.id[-5:]}_{rid[:8]}.png", "type": "output",
-                                      "height": res.height, "width": res.width, "format": "png",
+            outputs[res.node].append({"filename": f"ComfyUI_{job.id[-5:]}_{rid[:8]}.{res.ext}", "type": "output",
+                                      "height": res.height, "width": res.width, "format": res.ext,
                                       "imageResourceId": rid})
         for i, nid in enumerate(order):
             st = "SUCCESS" if i < done else ("RUNNING" if i == done and status == "RUNNING" else "INIT")
@@ -483,10 +485,12 @@ class FakeTensorArt(FakeServer):
                                   else {"processingImages": imgs, "workflowFinishItem": self._wfi(job, status, frac)})
         elif status == "SUCCESS":
             stale, self._stale_next = self._stale_next, False
-            images = [self._resource(rid, res, stale) for res, rid in zip(job.results, job.resource_ids)]
+            pairs = list(zip(job.results, job.resource_ids))
+            images = [self._resource(rid, res, stale) for res, rid in pairs if not res.video]
+            videos = [self._resource(rid, res, stale) for res, rid in pairs if res.video]
             out["successInfo"] = ({"images": images, "stages": [{"stageIndex": "0", "processingImages":
                                    [{"resourceImage": im, "progress": 100} for im in images]}]} if self.legacy_shape
-                                  else {"images": images, "videos": [], "workflowFinishItem": self._wfi(job, status, frac)})
+                                  else {"images": images, "videos": videos, "workflowFinishItem": self._wfi(job, status, frac)})
         elif status == "FAILED":
             f = job.failure or {}
             kind, node = f.get("kind"), f.get("node")
@@ -570,7 +574,7 @@ class FakeTensorArt(FakeServer):
             return _oss_error(404, "NoSuchKey", "The specified key does not exist.")
         if exp <= self._revoked or exp < self.unix_now() or not hmac.compare_digest(good, request.query.get("Signature", "")):
             return _oss_error(403, "AccessDenied", "Request has expired.")
-        return web.Response(body=png, content_type="image/png")
+        return web.Response(body=png, content_type=self.file_types.get(rid, "image/png"))
 
 
 def _oss_error(status: int, code: str, message: str) -> web.Response:

@@ -19,6 +19,10 @@ class type                        what it does
                                   ``steps`` × step time to the run (progress, cancel tests)
 ``SaveImage``, ``PreviewImage``,  output nodes: ``images`` link → result files
 ``TensorArt_SaveImage``
+``FakeVideoModel``                ``text``, ``with_audio``: a real H.264 mp4 (with an AAC track when
+                                  ``with_audio``) from :mod:`tests.media_samples`; ``LoadVideo``
+                                  cannot exist (TAMS uploads take images only)
+``SaveVideo``                     output node: ``video`` link → a result in ``successInfo.videos``
 ================================  =====================================================================
 """
 from __future__ import annotations
@@ -28,13 +32,14 @@ import io
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-OUTPUT_CLASSES = frozenset({"SaveImage", "PreviewImage", "TensorArt_SaveImage"})
+OUTPUT_CLASSES = frozenset({"SaveImage", "PreviewImage", "TensorArt_SaveImage", "SaveVideo"})
+VIDEO_OUTPUTS = frozenset({"SaveVideo"})
 LOAD_CLASSES = frozenset({"LoadImage", "TensorArt_LoadImage"})
 TEXT_CLASSES = frozenset({"CLIPTextEncode", "TensorArt_PromptText", "PrimitiveString"})
 PASS_CLASSES = frozenset({"KSampler", "SlowPass"})
 KNOWN_CLASSES = OUTPUT_CLASSES | LOAD_CLASSES | TEXT_CLASSES | PASS_CLASSES | {
-    "EmptyImage", "SolidFromText", "ImageInvert"}
-REQUIRED = {"LoadImage": ("image",), "TensorArt_LoadImage": ("image",), "SaveImage": ("images",),
+    "EmptyImage", "SolidFromText", "ImageInvert", "FakeVideoModel"}
+REQUIRED = {"SaveVideo": ("video",), "LoadImage": ("image",), "TensorArt_LoadImage": ("image",), "SaveImage": ("images",),
             "PreviewImage": ("images",), "TensorArt_SaveImage": ("images",), "ImageInvert": ("image",),
             "SolidFromText": ("text",)}
 
@@ -56,9 +61,14 @@ class GraphError(Exception):
 @dataclass
 class Result:
     node: str
-    png: bytes
+    png: bytes  # the file's bytes (a PNG, or an mp4 when ``ext`` says so)
     width: int
     height: int
+    ext: str = "png"
+
+    @property
+    def video(self) -> bool:
+        return self.ext != "png"
 
 
 def _is_link(v: Any) -> bool:
@@ -109,6 +119,10 @@ def run_graph(graph: dict, load: Callable[[str], bytes]) -> list[Result]:
                         int(value(inp.get("height", 16)) or 16))
         elif ct == "ImageInvert":
             out = invert(value(inp["image"]))
+        elif ct == "FakeVideoModel":
+            from .. import media_samples as ms
+
+            out = ms.mp4(sound=bool(value(inp.get("with_audio", False))))
         elif ct in PASS_CLASSES:
             src = next((inp[k] for k in ("image", "latent_image", "samples") if k in inp), None)
             out = value(src) if src is not None else solid((0, 0, 0), 16, 16)
@@ -119,7 +133,11 @@ def run_graph(graph: dict, load: Callable[[str], bytes]) -> list[Result]:
 
     results: list[Result] = []
     for nid in sorted(graph, key=_sort_key):
-        if graph[nid]["class"] in OUTPUT_CLASSES:
+        if graph[nid]["class"] in VIDEO_OUTPUTS:
+            clip = evaluate(str(graph[nid]["inputs"]["video"][0])) if _is_link(graph[nid]["inputs"]["video"]) else None
+            if clip is not None and hasattr(clip, "data"):
+                results.append(Result(nid, clip.data, clip.width, clip.height, clip.name.rsplit(".", 1)[-1]))
+        elif graph[nid]["class"] in OUTPUT_CLASSES:
             img = evaluate(str(graph[nid]["inputs"]["images"][0])) if _is_link(graph[nid]["inputs"]["images"]) else None
             if isinstance(img, (bytes, bytearray)):
                 w, h = size_of(bytes(img))
