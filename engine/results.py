@@ -25,7 +25,8 @@ PLURAL = {"image": "images", "video": "videos", "audio": "sounds", "text": "text
 
 def kind(o: dict) -> str:
     """An output's kind: the provider's word, else what its name or type says."""
-    return o.get("kind") or kind_of(o.get("filename"), o.get("mime"))
+    said = o.get("kind")
+    return said if isinstance(said, str) and said else kind_of(o.get("filename"), o.get("mime"))
 
 
 def is_image(o: dict) -> bool:

@@ -27,13 +27,14 @@ MIMES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": 
 
 def extension(name: Optional[str]) -> str:
     """``clip.MP4?x=1`` → ``mp4``; "" when there is none."""
-    base = (name or "").split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]
+    base = (name if isinstance(name, str) else "").split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]
     return base.rsplit(".", 1)[-1].lower() if "." in base else ""
 
 
 def kind_of(name: Optional[str] = None, mime: Optional[str] = None) -> str:
     """The kind of a file from its name, else its MIME type; ``file`` when neither tells."""
     ext = extension(name)
+    mime = mime if isinstance(mime, str) else None
     for kind, exts in EXTENSIONS.items():
         if ext in exts:
             return kind

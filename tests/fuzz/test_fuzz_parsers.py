@@ -59,9 +59,11 @@ OUTPUT_RECORDS = st.fixed_dictionaries({}, optional={
 
 
 @FUZZ
-@given(outputs=st.lists(OUTPUT_RECORDS, max_size=5), select=WIDGET_TEXT, images_only=st.booleans())
-def test_select(outputs, select, images_only):
-    got = clear(results.select_outputs, outputs, select, images_only=images_only)
+@example(outputs=[{"filename": 1}], select="", want="image")
+@given(outputs=st.lists(OUTPUT_RECORDS, max_size=5), select=WIDGET_TEXT,
+       want=st.sampled_from(("image", "video", "audio", "text", "file", "any")))
+def test_select(outputs, select, want):
+    got = clear(results.select_outputs, outputs, select, want=want)
     assert isinstance(got, (list, Exception))
 
 
