@@ -105,8 +105,10 @@ def peak_rate(times: list[float], window: float = 1.0) -> float:
 
 
 def api_times(svc: Service, since: float, extra_fakes: Optional[list] = None) -> list[float]:
-    """When each API request (not result downloads) reached the service's fake(s)."""
-    skip = {svc.case.ROUTES.get("file"), "object", "file", "view", "oss_get"}
+    """When each API request reached the service's fake(s): every call and stream handshake, not
+    result downloads (a file link, or Comfy API's ``/assets/{id}/content`` hop to its store), which
+    the services do not count against the rate either."""
+    skip = {svc.case.ROUTES.get("file"), "object", "file", "view", "oss_get", "content"}
     out = []
     for fake in [svc.fake, *(extra_fakes or [])]:
         for seen in getattr(fake, "log", []):

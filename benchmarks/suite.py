@@ -104,7 +104,7 @@ def machine() -> str:
 
 def table(rows: list[dict], fan: int, mem: dict, mb: int) -> str:
     out = [f"| provider | completion lag, pack (median / p95) | direct aiohttp (median / p95) | per task, pack "
-           f"vs direct | {fan} tasks at once, pack vs direct | most requests in 1 s, pack vs direct (limit) |",
+           f"vs direct | {fan} tasks at once, pack vs direct | most API requests in 1 s (downloads not counted), pack vs direct (limit) |",
            "|---|---|---|---|---|---|"]
     for r in rows:
         limit, why = services.DOCUMENTED[r["name"]]
