@@ -2,7 +2,7 @@
 result list, download, save), with no engine — no journal, no budget, no retries. Services without a
 push channel are looked at every ``DIRECT_POLL_S`` (inside TAMS's 5 QPS for one task).
 
-Services without a direct client here (nextgpu, comfycloud) show "—" in the table.
+nextgpu has no direct client here yet (its results are read out of the task's generated data): "—".
 """
 from __future__ import annotations
 
@@ -96,10 +96,7 @@ async def comfyui(s: aiohttp.ClientSession, svc: Service, tag: str, dest: Path, 
     """ComfyUI's own client pattern: one WebSocket, the prompt, its end frame, /history, /view."""
     h = {"Authorization": f"Bearer {KEY}"}
     wf, overrides = svc.workflow(tag)
-    graph = json.loads(wf)
-    for _, target, value in overrides:
-        node, _, field = target.partition(".")
-        graph[node]["inputs"][field] = value
+    graph = _graph(wf, overrides)
     cid = uuid.uuid4().hex
     url = svc.fake.url
     async with s.ws_connect(f"{url}/ws?clientId={cid}", headers=h) as ws:
@@ -116,8 +113,37 @@ async def comfyui(s: aiohttp.ClientSession, svc: Service, tag: str, dest: Path, 
     await _save(s, f"{url}/view", dest, headers=h, params=img)
 
 
+async def comfycloud(s: aiohttp.ClientSession, svc: Service, tag: str, dest: Path, on_remote: OnRemote) -> None:
+    """Comfy API v2: POST /jobs, GET the job's ``urls.self`` until it ends, fetch the output's url."""
+    h = {"Authorization": f"Bearer {KEY}"}
+    wf, overrides = svc.workflow(tag)
+    graph = _graph(wf, overrides)
+    base = svc.fake.url
+    async with s.post(f"{base}/api/v2/jobs", headers=h, json={"workflow": graph}) as r:
+        job = await r.json()
+    on_remote(job["id"])
+    link = job["urls"]["self"]
+    while True:
+        await asyncio.sleep(DIRECT_POLL_S)
+        async with s.get(link if link.startswith("http") else base + link, headers=h) as r:
+            job = await r.json()
+        if job["status"] == "succeeded":
+            break
+        assert job["status"] in ("queued", "running"), job["status"]
+    await _save(s, job["outputs"][0]["url"], dest)
+
+
+def _graph(wf: str, overrides: list) -> dict:
+    graph = json.loads(wf)
+    for _, target, value in overrides:
+        node, _, field = target.partition(".")
+        graph[node]["inputs"][field] = value
+    return graph
+
+
 CLIENTS: dict[str, Callable[..., Awaitable[None]]] = {
     "tensorart": tensorart, "speedpix": speedpix, "runninghub": runninghub, "comfyui": comfyui,
+    "comfycloud": comfycloud,
 }
 
 
