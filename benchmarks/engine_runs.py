@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from comfyui_remote.engine import pacing
 from comfyui_remote.engine.tasks import TaskManager
 from comfyui_remote.providers.base import Override
 
@@ -19,6 +20,26 @@ from .services import Service
 
 SAMPLE_S = 0.005
 STEP_TIMEOUT_S = 120.0
+
+
+SENT: dict[int, list[float]] = {}  # id(budget) -> when each request of that profile went out
+
+
+def _record_sends() -> None:
+    """Log when each request leaves, per profile: every API call and stream handshake takes one from
+    its profile's budget (:class:`engine.pacing.Budget`) right before it is sent. A fake's own log
+    stamps a request when its handler runs, which is late and bunched while the fake's loop is busy
+    rendering images, so "sent" is read here."""
+    orig = pacing.Budget.note_sent
+    if getattr(orig, "bench", False):
+        return
+
+    def note_sent(self: pacing.Budget) -> None:
+        orig(self)
+        SENT.setdefault(id(self), []).append(time.monotonic())
+
+    note_sent.bench = True  # type: ignore[attr-defined]
+    pacing.Budget.note_sent = note_sent  # type: ignore[method-assign]
 
 
 def _table(name: str, table: dict) -> str:
@@ -39,6 +60,7 @@ class EngineRun:
         home.mkdir()
         (home / "profiles.toml").write_text("".join(_table(f"bench{i}", svc.profile(**profile_extra))
                                                     for i, svc in enumerate(svcs)))
+        _record_sends()
         self.m = TaskManager(home, self.dir / "out").start(reattach=False)
         self.loop = asyncio.get_running_loop()
         self.remote: dict[str, str] = {}
@@ -78,6 +100,14 @@ class EngineRun:
         tids = await asyncio.gather(*(self.submit(f"fan {i}", i % len(self.svcs)) for i in range(n)))
         snaps = await asyncio.gather(*(self.call(self.m.wait(t)) for t in tids))
         return time.monotonic() - t0, [s["state"] for s in snaps]
+
+    def sent_since(self, t0: float) -> list[list[float]]:
+        """Per profile, when its requests went out since ``t0`` (monotonic)."""
+        out = []
+        for i in range(len(self.svcs)):
+            p = self.m._providers.get(f"bench{i}")
+            out.append([t for t in SENT.get(id(p.http.budget), []) if t >= t0] if p is not None else [])
+        return out
 
     async def close(self) -> None:
         await asyncio.to_thread(self.m.stop)

@@ -91,10 +91,11 @@ def child(args: list[str]) -> None:
 
 
 # ------------------------------------------------------------------ in the parent
-def _run_child(*args: str) -> tuple[float, float, float]:
+def _run_child(*args: str) -> tuple[float, float, float, int]:
+    """(seconds, RSS before, peak RSS in MB, bytes or frames done) of one child run."""
     out = subprocess.run([sys.executable, "-m", "benchmarks", "--child", *args], cwd=ROOT, check=True,
                          capture_output=True, text=True, timeout=900).stdout.split()
-    return float(out[0]), float(out[1]), float(out[2])
+    return float(out[0]), float(out[1]), float(out[2]), int(out[3])
 
 
 async def download_rows(mb: int) -> dict:
@@ -134,5 +135,7 @@ def make_video(path: Path, mb: int) -> int:
 async def decode_rows(mb: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "big.nut"
-        await asyncio.to_thread(make_video, path, mb)
-        return {"direct": await asyncio.to_thread(_run_child, "decode", "direct", str(path)), "engine": None}
+        frames = await asyncio.to_thread(make_video, path, mb)
+        row = await asyncio.to_thread(_run_child, "decode", "direct", str(path))
+        assert row[3] == frames, f"decoded {row[3]} of {frames} frames"
+        return {"direct": row, "engine": None, "frames": frames, "bytes": path.stat().st_size}
