@@ -1,9 +1,10 @@
 """How fast the engine talks to a service, and when it looks at a task.
 
-- :class:`Budget`: one sliding-window budget per profile, shared by every task and every call of that profile
-  (polls, creates, uploads, cancels, downloads), so 100 tasks never exceed the service's documented
-  rate. A refusal for being too fast (429, a throttling answer) slows the whole profile: nothing is
-  sent until its Retry-After has passed, and the rate is halved, then earned back step by step.
+- :class:`Budget`: one sliding-window budget per profile, shared by every task and every call of that
+  profile (polls, creates, uploads, cancels, stream handshakes; not result downloads), so 100 tasks
+  never exceed the service's documented rate. A refusal for being too fast (429, a throttling
+  answer) slows the whole profile: nothing is sent until its Retry-After has passed, and the rate
+  is halved, then earned back step by step.
 - :func:`next_look`: the delay before the next look at one task — relaxed while it waits in a queue,
   tightening as it nears its end (the service's ETA or step counts, else the progress rate, else how
   long the same workflow took before), so a result is seen within a fraction of a second of the
