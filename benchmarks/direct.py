@@ -1,8 +1,6 @@
 """The baseline: a direct aiohttp client per service doing the same calls as the pack (create, look,
 result list, download, save), with no engine — no journal, no budget, no retries. Services without a
 push channel are looked at every ``DIRECT_POLL_S`` (inside TAMS's 5 QPS for one task).
-
-nextgpu has no direct client here yet (its results are read out of the task's generated data): "—".
 """
 from __future__ import annotations
 
@@ -133,6 +131,28 @@ async def comfycloud(s: aiohttp.ClientSession, svc: Service, tag: str, dest: Pat
     await _save(s, job["outputs"][0]["url"], dest)
 
 
+async def nextgpu(s: aiohttp.ClientSession, svc: Service, tag: str, dest: Path, on_remote: OnRemote) -> None:
+    """nextGPU: /session/publish with a client-chosen taskID, /backend/getTask until completed (3),
+    the first sub-task's first url."""
+    h = {"Authorization": f"Bearer {KEY}"}
+    title, overrides = svc.workflow(tag)
+    task_id = "nextGPU" + time.strftime("%Y%m%d%H%M%S") + f"{uuid.uuid4().int % 10**8:08d}"
+    body = {"userName": KEY, "title": title, "inputType": "text", "inputImageScaledRatio": 8, "imageCount": 1,
+            "imagePath": time.strftime("%Y/%m"), "taskID": task_id,
+            "data": {"parameters": {t: v for _, t, v in overrides}}}
+    async with s.post(f"{svc.fake.url}/session/publish", headers=h, json=body) as r:
+        assert (await r.json())["taskID"] == task_id
+    on_remote(task_id)
+    while True:
+        await asyncio.sleep(DIRECT_POLL_S)
+        async with s.post(f"{svc.fake.url}/backend/getTask", headers=h, json={"taskID": task_id}) as r:
+            task = (await r.json())["task"]
+        if task["state"] == 3:
+            break
+        assert task["state"] in (0, 1, 2), task["state"]
+    await _save(s, str(task["subTasks"][0]["urls"]).split("\n")[0].strip(), dest)
+
+
 def _graph(wf: str, overrides: list) -> dict:
     graph = json.loads(wf)
     for _, target, value in overrides:
@@ -143,7 +163,7 @@ def _graph(wf: str, overrides: list) -> dict:
 
 CLIENTS: dict[str, Callable[..., Awaitable[None]]] = {
     "tensorart": tensorart, "speedpix": speedpix, "runninghub": runninghub, "comfyui": comfyui,
-    "comfycloud": comfycloud,
+    "comfycloud": comfycloud, "nextgpu": nextgpu,
 }
 
 
