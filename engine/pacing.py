@@ -1,9 +1,10 @@
 """How fast the engine talks to a service, and when it looks at a task.
 
-- :class:`Budget`: one token bucket per profile, shared by every task and every call of that profile
-  (polls, creates, uploads, cancels, downloads), so 100 tasks never exceed the service's documented
-  rate. A refusal for being too fast (429, a throttling answer) slows the whole profile: nothing is
-  sent until its Retry-After has passed, and the rate is halved, then earned back step by step.
+- :class:`Budget`: one sliding-window budget per profile, shared by every task and every call of that
+  profile (polls, creates, uploads, cancels, stream handshakes; not result downloads), so 100 tasks
+  never exceed the service's documented rate. A refusal for being too fast (429, a throttling
+  answer) slows the whole profile: nothing is sent until its Retry-After has passed, and the rate
+  is halved, then earned back step by step.
 - :func:`next_look`: the delay before the next look at one task — relaxed while it waits in a queue,
   tightening as it nears its end (the service's ETA or step counts, else the progress rate, else how
   long the same workflow took before), so a result is seen within a fraction of a second of the
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Optional
+from collections import deque
+from typing import Callable, Optional
 
 FAST_S = 0.15  # the quickest look at a task about to finish
 QUEUED_MAX_S = 5.0  # the slowest look at a task waiting in a queue
@@ -21,60 +23,73 @@ RECOVER_AFTER_S = 10.0  # after a slow-down, each calm period of this length ear
 
 
 class Budget:
-    @classmethod
-    def for_limit(cls, limit: Optional[float]) -> "Budget":
-        """A budget that never sends more than ``limit`` requests in any one-second window."""
-        if not limit:
-            return cls(None)
-        return cls(max(limit - 1.0, limit * 0.5), burst=1)
+    """At most ``k`` requests in any window of ``(k + 1) / rate`` seconds (``k`` = the rate rounded
+    down; the window is one request's spacing longer than ``k / rate``, so requests that take up to
+    that much longer to arrive than others still land in their own window at the service):
+    requests that belong together (a look, then its result list) go out back to back while the
+    profile is quiet, and the rate is never exceeded in any one-second window however many tasks
+    share it."""
 
-    def __init__(self, rate: Optional[float], burst: Optional[int] = None):
+    @classmethod
+    def for_limit(cls, limit: Optional[float], clock: Callable[[], float] = time.monotonic) -> "Budget":
+        """A budget that never sends more than ``limit`` requests in any one-second window (one less
+        than it, so a request delayed on the way cannot make the service count one too many)."""
+        if not limit:
+            return cls(None, clock=clock)
+        return cls(max(limit - 1.0, limit * 0.5), clock=clock)
+
+    def __init__(self, rate: Optional[float], clock: Callable[[], float] = time.monotonic):
         self.ceiling = rate  # requests per second the service allows (None: no limit)
         self.rate = rate
-        self.burst = max(1, int(burst if burst is not None else (rate or 1)))
-        self._tokens = float(self.burst)
-        self._stamp = time.monotonic()
+        self._clock = clock
+        self._sent_at: deque[float] = deque()  # when the requests of the current window went out
         self._paused_until = 0.0
-        self._calm_since = time.monotonic()
+        self._calm_since = clock()
         self._last_cut = -1e9
         self._lock = asyncio.Lock()
         self.sent = 0
 
+    def delay(self) -> float:
+        """Seconds until one more request may go out (0: now)."""
+        if self.rate is None:
+            return 0.0
+        now = self._clock()
+        if now < self._paused_until:
+            return self._paused_until - now
+        if self.ceiling is not None and self.rate < self.ceiling and now - self._calm_since >= RECOVER_AFTER_S:
+            self.rate = min(self.ceiling, self.rate * 1.5)  # calm for a while: earn rate back
+            self._calm_since = now
+        k = max(1, int(self.rate))
+        window = (k + 1) / self.rate
+        while self._sent_at and self._sent_at[0] <= now - window:
+            self._sent_at.popleft()
+        if len(self._sent_at) < k:
+            return 0.0
+        return self._sent_at[-k] + window - now  # until the k-th latest request leaves the window
+
+    def note_sent(self) -> None:
+        self.sent += 1
+        if self.rate is not None:
+            self._sent_at.append(self._clock())
+
     async def take(self) -> None:
         """Wait for the right to send one request."""
         if self.rate is None:
-            self.sent += 1
+            self.note_sent()
             return
         async with self._lock:  # first come, first served
-            while True:
-                now = time.monotonic()
-                if now < self._paused_until:
-                    await asyncio.sleep(self._paused_until - now)
-                    continue
-                self._refill(now)
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    self.sent += 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
-
-    def _refill(self, now: float) -> None:
-        assert self.rate is not None and self.ceiling is not None
-        if self.rate < self.ceiling and now - self._calm_since >= RECOVER_AFTER_S:
-            self.rate = min(self.ceiling, self.rate * 1.5)
-            self._calm_since = now
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
+            while (wait := self.delay()) > 0:
+                await asyncio.sleep(wait)
+            self.note_sent()
 
     def slow_down(self, retry_after: Optional[float]) -> None:
         """The service said "too fast": pause the profile and halve its rate."""
-        now = time.monotonic()
+        now = self._clock()
         self._paused_until = max(self._paused_until, now + (retry_after if retry_after is not None else 1.0))
         self._calm_since = now
         if self.rate is not None and now - self._last_cut > 1.0:  # one refusal, seen twice, cuts once
             self._last_cut = now
             self.rate = max(0.2, self.rate / 2)
-            self._tokens = min(self._tokens, 0.0)
 
 
 def next_look(base: float, *, state: str, progress: Optional[float] = None, eta_s: Optional[float] = None,

@@ -140,7 +140,7 @@ async def events(http: Any, url: UrlArg, *, headers: Optional[Mapping[str, str]]
         retry_after: Optional[float] = None
         opened: Optional[float] = None
         try:
-            session = await http.stream_session()
+            session = await http.stream_to_open()
             async with session.get(target, headers=hdrs, timeout=timeout, allow_redirects=False) as resp:
                 ctype = resp.headers.get("Content-Type", "")
                 if resp.status != 200 or not ctype.startswith("text/event-stream"):

@@ -155,6 +155,13 @@ class Http:
                 trace_configs=[_sent_tracker()], auto_decompress=True)
         return self._api
 
+    async def stream_to_open(self) -> aiohttp.ClientSession:
+        """The stream session, to open one WebSocket or event stream: its handshake is a request to
+        the service, so it takes one from the profile's budget like any API call (100 tasks opening
+        their streams at once stay inside the service's rate)."""
+        await self.budget.take()
+        return await self.stream_session()
+
     async def stream_session(self) -> aiohttp.ClientSession:
         if self._streams is None or self._streams.closed:
             self._streams = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
@@ -278,7 +285,7 @@ class Http:
                          heartbeat: float = 20.0, timeout_s: float = 15.0) -> aiohttp.ClientWebSocketResponse:
         """Open a WebSocket on the stream session; the handshake is bounded by ``timeout_s``, a
         silent peer by ``heartbeat``. A refused handshake raises TransientError with ``code``."""
-        session = await self.stream_session()
+        session = await self.stream_to_open()
         try:
             return await asyncio.wait_for(
                 session.ws_connect(url, headers=headers, heartbeat=heartbeat,

@@ -523,9 +523,10 @@ async def test_the_engine_budget_keeps_under_the_5_qps_limit(fake, make):
     fake.queue_s, fake.run_s = 0.3, 0.3
     p = await make(fake, qps=5)
     await run(p, SubmitSpec(SOLID))
-    starts = [s.t for s in fake.log]
-    assert fake.rate_limited == 0 and len(starts) >= 4
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= 0.18
+    starts = sorted(s.t for s in fake.log)
+    assert fake.rate_limited == 0 and len(starts) >= 5
+    # looks every 0.02 s asked for, yet no one-second window holds more than 4 (one spare under 5)
+    assert max(sum(1 for t in starts if a <= t < a + 1.0) for a in starts) <= 4
 
 
 async def test_reads_refused_with_429_are_retried_by_the_transport(fake, make):

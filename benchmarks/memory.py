@@ -1,0 +1,141 @@
+"""Peak memory (the process's peak RSS, VmHWM) while 1 GB streams to disk and while a 1 GB video
+decodes. Each measurement runs in a fresh child process (``python -m benchmarks --child WHAT ...``)
+so one peak does not hide another; the 1 GB is generated as it is served, never stored first.
+"""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from comfyui_remote.tests.fakes.toolkit import FakeServer
+
+CHUNK = b"\x5a" * (1024 * 1024)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BigFile(FakeServer):
+    """``GET /big?mb=N``: N MiB generated while streamed (Content-Length set, as a CDN would)."""
+    name = "bigfile"
+
+    def setup_routes(self, router):
+        async def big(request):
+            mb = int(request.query.get("mb", "1024"))
+            resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+            resp.content_length = mb * len(CHUNK)
+            await resp.prepare(request)
+            for _ in range(mb):
+                await resp.write(CHUNK)
+            return resp
+
+        router.add_get("/big", big, name="big")
+
+
+def _status(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ------------------------------------------------------------------ in the child
+async def _download(how: str, url: str, dest: Path) -> int:
+    if how == "engine":
+        from comfyui_remote.engine.transfer import Http
+
+        http = Http()
+        try:
+            return (await http.fetch_to(url, dest)).size
+        finally:
+            await http.close()
+    import aiohttp
+
+    size = 0
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        with open(dest, "wb") as fh:
+            async for chunk in r.content.iter_chunked(1024 * 1024):
+                fh.write(chunk)
+                size += len(chunk)
+    return size
+
+
+def _decode(path: Path) -> int:
+    import av
+    import numpy as np
+
+    frames = 0
+    with av.open(str(path)) as box:
+        for frame in box.decode(video=0):
+            arr = frame.to_ndarray(format="rgb24").astype(np.float32) / np.float32(255.0)  # an IMAGE frame
+            frames += arr.shape[0] > 0
+    return frames
+
+
+def child(args: list[str]) -> None:
+    """``download engine|direct URL`` or ``decode direct PATH``: prints seconds, base and peak RSS MB."""
+    what, how, target = args
+    base = _status("VmRSS")
+    t0 = time.monotonic()
+    if what == "download":
+        with tempfile.TemporaryDirectory() as d:
+            done = asyncio.run(_download(how, target, Path(d) / "big.bin.part"))
+    else:
+        done = _decode(Path(target))
+    print(f"{time.monotonic() - t0:.2f} {base:.1f} {_status('VmHWM'):.1f} {done}")
+
+
+# ------------------------------------------------------------------ in the parent
+def _run_child(*args: str) -> tuple[float, float, float, int]:
+    """(seconds, RSS before, peak RSS in MB, bytes or frames done) of one child run."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--child", *args], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=900).stdout.split()
+    return float(out[0]), float(out[1]), float(out[2]), int(out[3])
+
+
+async def download_rows(mb: int) -> dict:
+    server = BigFile()
+    await server.start()
+    try:
+        url = f"{server.url}/big?mb={mb}"
+        rows = {}
+        for how in ("direct", "engine"):
+            rows[how] = await asyncio.to_thread(_run_child, "download", how, url)
+        return rows
+    finally:
+        await server.stop()
+
+
+def make_video(path: Path, mb: int) -> int:
+    """A generated video of about ``mb`` MiB (raw frames, 640×360: decoding cost is the frames,
+    not the codec). Returns the frame count."""
+    import av
+    import numpy as np
+
+    w, h = 640, 360
+    n = max(1, mb * 1024 * 1024 // (w * h * 3))
+    with av.open(str(path), "w", format="nut") as box:
+        stream = box.add_stream("rawvideo", rate=24)
+        stream.width, stream.height, stream.pix_fmt = w, h, "rgb24"
+        ramp = np.arange(w, dtype=np.uint8)[None, :, None].repeat(h, 0).repeat(3, 2)
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(ramp + np.uint8(i % 256), format="rgb24")
+            for packet in stream.encode(frame):
+                box.mux(packet)
+        for packet in stream.encode():
+            box.mux(packet)
+    return n
+
+
+async def decode_rows(mb: int) -> dict:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "big.nut"
+        frames = await asyncio.to_thread(make_video, path, mb)
+        row = await asyncio.to_thread(_run_child, "decode", "direct", str(path))
+        assert row[3] == frames, f"decoded {row[3]} of {frames} frames"
+        return {"direct": row, "engine": None, "frames": frames, "bytes": path.stat().st_size}
