@@ -218,13 +218,16 @@ async def test_interrupt_cancels_the_remote_prompt_and_requeue_submits_again(ins
         status, _ = await c.post("/interrupt", {})
         assert status == 200
         stopped = None
-        while time.monotonic() - t0 < 5:
+        while time.monotonic() - t0 < 30:
             q = await rc.get("/queue")
             if not any(item[1] == running for item in q["queue_running"] + q["queue_pending"]):
                 stopped = time.monotonic() - t0
                 break
             await asyncio.sleep(0.05)
-        assert stopped is not None and stopped <= 2.0, f"remote prompt still running {stopped}"
+        assert stopped is not None, "the remote prompt was never stopped"
+        # interrupted there, not run to its end (40 steps of 0.25 s): read from the remote's own record
+        remote_hist = (await rc.get(f"/history/{running}"))[running]
+        assert any(m[0] == "execution_interrupted" for m in remote_hist["status"]["messages"]), remote_hist["status"]
         hist = await c.wait_done(pid)
         assert hist["status"]["status_str"] == "error"
         # a cancel is a request: the task says "cancelled" once the remote reported it (a task
