@@ -77,8 +77,17 @@ def _decode(path: Path) -> int:
     return frames
 
 
+def _decode_engine(path: Path) -> int:
+    """The pack's own decode (RemoteFetchVideo's frames): every frame into one IMAGE batch, with the
+    memory check first."""
+    from comfyui_remote.engine import video
+
+    info = video.probe(path, name=path.name)
+    return int(video.decode_frames(path, info, limit=video.frame_limit_bytes(), name=path.name).shape[0])
+
+
 def child(args: list[str]) -> None:
-    """``download engine|direct URL`` or ``decode direct PATH``: prints seconds, base and peak RSS MB."""
+    """``download engine|direct URL`` or ``decode engine|direct PATH``: prints seconds, base and peak RSS MB."""
     what, how, target = args
     base = _status("VmRSS")
     t0 = time.monotonic()
@@ -86,7 +95,7 @@ def child(args: list[str]) -> None:
         with tempfile.TemporaryDirectory() as d:
             done = asyncio.run(_download(how, target, Path(d) / "big.bin.part"))
     else:
-        done = _decode(Path(target))
+        done = _decode_engine(Path(target)) if how == "engine" else _decode(Path(target))
     print(f"{time.monotonic() - t0:.2f} {base:.1f} {_status('VmHWM'):.1f} {done}")
 
 
@@ -136,6 +145,7 @@ async def decode_rows(mb: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "big.nut"
         frames = await asyncio.to_thread(make_video, path, mb)
-        row = await asyncio.to_thread(_run_child, "decode", "direct", str(path))
-        assert row[3] == frames, f"decoded {row[3]} of {frames} frames"
-        return {"direct": row, "engine": None, "frames": frames, "bytes": path.stat().st_size}
+        rows = {how: await asyncio.to_thread(_run_child, "decode", how, str(path)) for how in ("direct", "engine")}
+        for how, row in rows.items():
+            assert row[3] == frames, f"{how}: decoded {row[3]} of {frames} frames"
+        return {**rows, "frames": frames, "bytes": path.stat().st_size, "batch_mb": frames * 640 * 360 * 3 * 4 / 2**20}

@@ -130,9 +130,10 @@ def table(rows: list[dict], fan: int, mem: dict, mb: int) -> str:
     if "decode" in mem:
         d, frames = mem["decode"]["direct"], mem["decode"]["frames"]
         size = mem["decode"]["bytes"] / 2**20
-        out.append(f"| {size:.0f} MiB video ({frames} frames 640×360) decoded frame by frame to IMAGE floats "
-                   f"| {d[2]:.0f} MB ({d[0]:.1f} s, PyAV) "
-                   f"| pending issue 14 (no video decode in engine/ on this branch) |")
+        e, batch = mem["decode"]["engine"], mem["decode"]["batch_mb"]
+        out.append(f"| {size:.0f} MiB video ({frames} frames 640×360) decoded to IMAGE floats | {d[2]:.0f} MB "
+                   f"({d[0]:.1f} s, PyAV frame by frame, nothing kept) | {e[2]:.0f} MB ({e[0]:.1f} s): the "
+                   f"{batch:.0f} MB IMAGE batch RemoteFetchVideo returns + {e[2] - batch:.0f} MB |")
     return "\n".join(out)
 
 
