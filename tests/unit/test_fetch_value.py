@@ -3,11 +3,11 @@ import asyncio
 import math
 
 import pytest
-from hypothesis import given, strategies as st
-
 from comfyui_remote.engine import values
 from comfyui_remote.providers.base import RejectedInput
 from comfyui_remote.sandbox.media_nodes import _preview_any
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def shown(v) -> str:
@@ -21,7 +21,7 @@ def texts(*pairs):
 
 @given(st.integers())
 def test_an_int_comes_back_exactly(v):
-    i, f, _, text = values.parse_value(shown(v), ["int"])
+    i, _, _, text = values.parse_value(shown(v), ["int"])
     assert (i, text) == (v, str(v)) and type(i) is int
 
 
