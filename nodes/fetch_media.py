@@ -1,4 +1,4 @@
-"""RemoteFetchVideo, RemoteFetchAudio, RemoteFetchText, RemoteFetchFile: a result's saved outputs of
+"""RemoteFetchVideo, RemoteFetchAudio, RemoteFetchText, RemoteFetchFile, RemoteFetchValue: a result's saved outputs of
 one kind → ComfyUI values. The engine chooses and decodes (numpy); here they become torch tensors and
 ComfyUI's own VIDEO (``VideoFromFile`` on the saved file, so SaveVideo and previews need no re-encode)."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import torch
 
 from ..engine import audio as audio_codec
-from ..engine import results, video as video_codec
+from ..engine import results, values, video as video_codec
 from ..engine.redaction import get_logger
 from .remote import CATEGORY
 
@@ -124,6 +124,27 @@ class RemoteFetchFile(_Fetch):
         return ("\n".join(paths), len(paths))
 
 
-NODES = {cls.__name__: cls for cls in (RemoteFetchVideo, RemoteFetchAudio, RemoteFetchText, RemoteFetchFile)}
+
+
+class RemoteFetchValue(_Fetch):
+    RETURN_TYPES = ("INT", "FLOAT", "BOOLEAN", "STRING")
+    RETURN_NAMES = ("int", "float", "boolean", "text")
+    DESCRIPTION = ("A remote INT, FLOAT or BOOLEAN read from the one text select names (a remote PreviewAny of the "
+                   "value): int from an integral number, float from any number, boolean from True/False/1/0. "
+                   "Only the outputs that are connected must parse.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"result": RESULT}, "optional": {"select": _select("the only text")},
+                "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
+
+    async def run(self, result, select="", unique_id=None, prompt=None):
+        return await asyncio.to_thread(values.fetch_value, list(result.outputs), select,
+                                       values.used_outputs(prompt, unique_id))
+
+
+NODES = {cls.__name__: cls for cls in (RemoteFetchVideo, RemoteFetchAudio, RemoteFetchText, RemoteFetchFile,
+                                       RemoteFetchValue)}
 DISPLAY = {"RemoteFetchVideo": "Remote Fetch Video", "RemoteFetchAudio": "Remote Fetch Audio",
-           "RemoteFetchText": "Remote Fetch Text", "RemoteFetchFile": "Remote Fetch File"}
+           "RemoteFetchText": "Remote Fetch Text", "RemoteFetchFile": "Remote Fetch File",
+           "RemoteFetchValue": "Remote Fetch Value"}

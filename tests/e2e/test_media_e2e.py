@@ -2,7 +2,7 @@
 real remote ComfyUI, with core nodes only (LoadVideo, GetVideoComponents, CreateVideo → SaveVideo,
 LoadAudio → SaveAudio, SaveAnimatedWEBP, PreviewAny, a graph ending in PreviewImage). What comes back
 equals what the remote wrote: frames exactly (decoded 8-bit over 255, lossless WebP), audio exactly
-(FLAC), text exactly; files byte for byte. ONE local prompt (two remote prompts) keeps CI time small."""
+(FLAC), text and a FLOAT exactly; files byte for byte. ONE local prompt (two remote prompts) keeps CI time small."""
 from __future__ import annotations
 
 import io
@@ -40,6 +40,8 @@ MEDIA = {
     "12": {"class_type": "SaveVideo", "inputs": {"video": ["11", 0], "filename_prefix": "video/e2e_created",
                                                  "format": "auto", "codec": "auto"}},
     "13": {"class_type": "LoadVideo", "inputs": {"file": "placeholder.mp4"}},  # not run: only its upload is looked at
+    "14": {"class_type": "PrimitiveFloat", "inputs": {"value": 0.1}},  # a FLOAT, shown as "0.1"
+    "15": {"class_type": "PreviewAny", "inputs": {"source": ["14", 0]}},
 }
 PREVIEW = {"1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
            "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
@@ -73,10 +75,13 @@ def local_graph(video: str, sound: str, still: str) -> dict:
         "26": {"class_type": "SaveImage", "inputs": {"images": ["25", 0], "filename_prefix": "e2e_local_anim"}},
         "27": {"class_type": "RemoteFetchAudio", "inputs": {"result": ["21", 2]}},
         "28": {"class_type": "SaveAudio", "inputs": {"audio": ["27", 0], "filename_prefix": "e2e_local_audio"}},
-        "29": {"class_type": "RemoteFetchText", "inputs": {"result": ["21", 2]}},
+        "29": {"class_type": "RemoteFetchText", "inputs": {"result": ["21", 2], "select": "9"}},
         "30": {"class_type": "PreviewAny", "inputs": {"source": ["29", 0]}},
         "31": {"class_type": "RemoteFetchFile", "inputs": {"result": ["21", 2], "select": "*.flac"}},
         "32": {"class_type": "PreviewAny", "inputs": {"source": ["31", 0]}},
+        # the remote FLOAT read back (its int output, unconnected, need not parse "0.1")
+        "33": {"class_type": "RemoteFetchValue", "inputs": {"result": ["21", 2], "select": "15"}},
+        "34": {"class_type": "PreviewAny", "inputs": {"source": ["33", 1]}},
         # a second remote graph that ends in PreviewImage: its temp preview is what comes back
         "40": {"class_type": "LoadImage", "inputs": {"image": still}},
         "41": {"class_type": "RemoteInputImage", "inputs": {"target": "1.image", "image": ["40", 0]}},
@@ -141,6 +146,7 @@ async def test_video_audio_text_files_and_previews_come_back_as_the_remote_wrote
     assert np.array_equal(remote_wave, sound.samples)  # and the 24-bit FLAC upload lost nothing
     # text exactly; the file's saved path holds the remote's bytes
     assert out["30"]["text"] == [TEXT] == ro["9"]["text"]
+    assert out["34"]["text"] == ["0.1"] == ro["15"]["text"]
     (path,) = out["32"]["text"][0].splitlines()
     assert Path(path).is_absolute() and Path(path).read_bytes() == remote_flac
     # a graph ending in PreviewImage: its preview comes back, pixel for pixel
@@ -173,6 +179,8 @@ async def test_media_nodes_keep_the_contract(local_comfy):
                                         [("text", "STRING"), ("count", "INT")])
     assert shape("RemoteFetchFile") == ({"result": "REMOTE_RESULT"}, {"select": "STRING"},
                                         [("paths", "STRING"), ("count", "INT")])
+    assert shape("RemoteFetchValue") == ({"result": "REMOTE_RESULT"}, {"select": "STRING"},
+                                         [("int", "INT"), ("float", "FLOAT"), ("boolean", "BOOLEAN"), ("text", "STRING")])
     defaults = info["RemoteFetchVideo"]["input"]["optional"]
     assert [defaults[k][1]["default"] for k in ("select", "frame_load_cap", "skip_first_frames", "select_every_nth")] \
         == ["", 0, 0, 1]

@@ -22,12 +22,17 @@ export const KINDS = {
            out: { save: "SaveAudio", socket: "audio", fetch: "RemoteFetchAudio", slot: 0 } },
   STRING: { in: { node: "RemoteInputText", socket: "text", scalar: "" },
             out: { save: "PreviewAny", socket: "source", fetch: "RemoteFetchText", slot: 0, noPrefix: true } },
-  INT: { in: { node: "RemoteInputInt", socket: "value", scalar: 0 } },
-  FLOAT: { in: { node: "RemoteInputFloat", socket: "value", scalar: 0 } },
+  // a number or boolean comes back as the text PreviewAny shows (str(value)), read by RemoteFetchValue
+  // from its int/float/boolean output
+  INT: { in: { node: "RemoteInputInt", socket: "value", scalar: 0 },
+         out: { save: "PreviewAny", socket: "source", fetch: "RemoteFetchValue", slot: 0, noPrefix: true } },
+  FLOAT: { in: { node: "RemoteInputFloat", socket: "value", scalar: 0 },
+           out: { save: "PreviewAny", socket: "source", fetch: "RemoteFetchValue", slot: 1, noPrefix: true } },
   // A BOOLEAN goes up as RemoteInputInt 0/1: ComfyUI turns the override into the input's type with
   // bool(), and bool(0) is False while bool("false") (RemoteInputText) would be True. Its value is
   // the one the graph holds now (a BOOLEAN socket cannot be linked into an INT input).
-  BOOLEAN: { in: { node: "RemoteInputInt", socket: null, scalar: 0, boolean: true } },
+  BOOLEAN: { in: { node: "RemoteInputInt", socket: null, scalar: 0, boolean: true },
+             out: { save: "PreviewAny", socket: "source", fetch: "RemoteFetchValue", slot: 2, noPrefix: true } },
 };
 
 export const SUBGRAPH_INPUT = -10;
@@ -172,12 +177,7 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
       const t = l.type;
       if (t === "*" || t === undefined || isPrimitive(ui, l.origin_id)) continue; // a primitive's value is inlined
       const k = KINDS[t];
-      if (!k || (dir.startsWith("leaving") && !k.out)) {
-        if (k && !k.out) {
-          throw new OffloadRefusal(`a ${t} result cannot come back from a remote yet: ${describe(ui, l)}. `
-            + "Results that can come back are IMAGE, MASK, STRING, VIDEO and AUDIO; move the node that uses "
-            + "it into the selection, or the node that makes it out of it");
-        }
+      if (!k) {
         if (typeof t === "string" && t.includes(",")) continue; // a widget input's combined type list
         throw new OffloadRefusal(unsupported(t, describe(ui, l), dir));
       }
@@ -266,7 +266,6 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
     const kind = KINDS[type];
     const name = `${nodeLabel(ui, src)} output ${slot} → ${to.map((t) => nodeLabel(ui, t.node)).join(", ")}`;
     if (!kind) throw new OffloadRefusal(unsupported(type || "untyped", name, "leaving the selection"));
-    if (!kind.out) throw new OffloadRefusal(`a ${type} result cannot come back from a remote yet: ${name}`);
     need(kind.out.fetch);
     let feed = [src, slot];
     if (kind.out.mask) {

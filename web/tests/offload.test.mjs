@@ -115,9 +115,20 @@ test("an INT made by a node outside becomes an override of the consuming input",
   assert.equal(byClass(plan.graph, "LoadImage").length, 0);
 });
 
-test("an INT result cannot come back yet: refused, naming the link", () => {
-  assert.throws(() => planOffload(retyped("IMAGE", "INT")),
-    (e) => e instanceof OffloadRefusal && /INT result/.test(e.message) && /ImageScaleBy #3 → SaveImage #4\.images/.test(e.message));
+for (const [type, slot] of [["INT", 0], ["FLOAT", 1], ["BOOLEAN", 2]]) {
+  test(`${type} result: comes back through a remote PreviewAny and RemoteFetchValue's ${type.toLowerCase()} output`, () => {
+    const plan = planOffload(retyped("IMAGE", type));
+    const [scale] = byClass(plan.graph, "ImageScaleBy");
+    const [shown] = byClass(plan.graph, "PreviewAny");
+    assert.deepEqual(plan.graph[shown].inputs, { source: [scale, 0] }, "PreviewAny takes no filename_prefix");
+    assert.deepEqual(plan.outputs.map(({ type: t, node, select, slot: s, to }) => ({ t, node, select, s, to })),
+      [{ t: type, node: "RemoteFetchValue", select: shown, s: slot, to: [{ node: 4, slot: 0 }] }]);
+  });
+}
+
+test("a number result needs RemoteFetchValue: refused, naming it, where this ComfyUI lacks it", () => {
+  assert.throws(() => planOffload({ ...retyped("IMAGE", "FLOAT"), registered: (t) => t !== "RemoteFetchValue" }),
+    (e) => e instanceof OffloadRefusal && /lacks node type\(s\) RemoteFetchValue/.test(e.message));
 });
 
 test("a selection without work or without output is refused", () => {
