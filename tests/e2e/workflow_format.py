@@ -44,6 +44,9 @@ SOURCES = EXAMPLES / "api"
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "MARKDOWN"})
 SEED_NAMES = ("seed", "noise_seed")
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
+# widgets the frontend itself adds to a node type (not in /object_info): saved in no workflow, but
+# graphToPrompt sends them with these values (PreviewAny's read-only "preview" text box)
+FRONTEND_INPUTS = {"PreviewAny": {"preview": ""}}
 OPTIONAL_SHAPE = 7  # RenderShape.HollowCircle: how the frontend draws (and saves) optional sockets
 COLUMN_GAP, ROW_GAP, ORIGIN = 80, 40, (40, 40)
 
@@ -237,7 +240,7 @@ def api_to_ui(api_prompt: dict, object_info: dict) -> dict:
         node = api_prompt[nid]
         info = object_info[node["class_type"]]
         slots: list[dict] = []
-        known = {name for name, _, _ in ordered_inputs(info)}
+        known = {name for name, _, _ in ordered_inputs(info)} | set(FRONTEND_INPUTS.get(node["class_type"], ()))
         for name in node["inputs"]:
             if name not in known:
                 raise KeyError(f"node {nid} ({node['class_type']}): no input {name!r}")
@@ -320,6 +323,7 @@ def ui_to_api(ui_workflow: dict, object_info: dict) -> dict:
         for (name, _), value in zip(widget_layout(info), values):
             if name is not None:
                 inputs[name] = {"__value__": value} if isinstance(value, list) else value
+        inputs.update(FRONTEND_INPUTS.get(node["type"], {}))
         for slot in node.get("inputs") or []:
             link = links.get(slot.get("link")) if slot.get("link") is not None else None
             if link is None:
