@@ -7,7 +7,8 @@ from ..engine import media
 from ..providers.base import Override
 
 CATEGORY = "remote"
-INT_MAX = 0xFFFFFFFFFFFFFFFF
+INT_MAX = 0xFFFFFFFFFFFFFFFF  # a seed's range (KSampler's)
+INT_MIN = -0x8000000000000000  # and below zero: "-1 = auto" fields, offsets, any signed INT link
 TARGET = ("STRING", {"default": "", "tooltip": "NODE_ID.FIELD (e.g. 6.text) for runninghub, tensorart, comfyui "
                                                "and sandbox; a published field name (e.g. prompt) for speedpix and "
                                                "nextgpu"})
@@ -42,7 +43,7 @@ class RemoteInputInt(_RemoteInput):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"target": TARGET, "value": ("INT", {"default": 0, "min": 0, "max": INT_MAX})},
+        return {"required": {"target": TARGET, "value": ("INT", {"default": 0, "min": INT_MIN, "max": INT_MAX})},
                 "optional": {"inputs": CHAIN}}
 
     def build(self, target, value, inputs=None):
@@ -63,6 +64,18 @@ class RemoteInputFloat(_RemoteInput):
         return chain(inputs, Override(target.strip(), "float", float(value)))
 
 
+class RemoteInputBoolean(_RemoteInput):
+    DESCRIPTION = "Override a true/false field (a toggle) of the remote workflow."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"target": TARGET, "value": ("BOOLEAN", {"default": False})},
+                "optional": {"inputs": CHAIN}}
+
+    def build(self, target, value, inputs=None):
+        return chain(inputs, Override(target.strip(), "boolean", bool(value)))
+
+
 class RemoteInputImage(_RemoteInput):
     DESCRIPTION = ("Upload one image (lossless PNG; with a mask, alpha = 1 − mask) to an image field of the remote "
                    "workflow.")
@@ -80,6 +93,8 @@ class RemoteInputImage(_RemoteInput):
                                       width=enc.width, height=enc.height))
 
 
-NODES = {cls.__name__: cls for cls in (RemoteInputText, RemoteInputInt, RemoteInputFloat, RemoteInputImage)}
+NODES = {cls.__name__: cls for cls in (RemoteInputText, RemoteInputInt, RemoteInputFloat, RemoteInputBoolean,
+                                                      RemoteInputImage)}
 DISPLAY = {"RemoteInputText": "Remote Input (Text)", "RemoteInputInt": "Remote Input (Int)",
-           "RemoteInputFloat": "Remote Input (Float)", "RemoteInputImage": "Remote Input (Image)"}
+           "RemoteInputFloat": "Remote Input (Float)", "RemoteInputBoolean": "Remote Input (Boolean)",
+           "RemoteInputImage": "Remote Input (Image)"}

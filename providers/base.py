@@ -152,8 +152,8 @@ FILE_KINDS = ("image", "video", "audio", "file")
 
 @dataclass(frozen=True)
 class Override:
-    """One input override, in chain order. ``kind`` is text|int|float or a file kind
-    (``FILE_KINDS``: image|video|audio|file).
+    """One input override, in chain order. ``kind`` is text|int|float|boolean or a file kind
+    (``FILE_KINDS``: image|video|audio|file); :func:`field_text` is a value as a service's text field.
 
     For files ``value`` is the file's bytes until the engine uploads them, then the provider's
     upload value (a file name, resource id or URL); ``sha256`` stays the content hash, ``name``
@@ -186,6 +186,18 @@ class Override:
             text = repr(value)
             shown = text if len(text) <= 80 else text[:77] + "…"
         return f"Override({self.target!r}, {self.kind}, {shown})"
+
+
+def field_text(o: "Override") -> str:
+    """A scalar override as the text a service's string-typed field takes: JSON's ``true``/``false``
+    for a boolean (not Python's ``True``), ``2.0`` for a float, the integer's digits, text as is."""
+    if o.kind == "boolean":
+        return "true" if o.value else "false"
+    if o.kind == "int":
+        return str(int(o.value))
+    if o.kind == "float":
+        return repr(float(o.value))
+    return "" if o.value is None else str(o.value)
 
 
 @dataclass(frozen=True)

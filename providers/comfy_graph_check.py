@@ -67,6 +67,8 @@ def _check_target(p: Any, tgt: Any, o: Any, cls: str, info: dict) -> None:
             shown = ", ".join(map(str, typ[:20])) + (f" … ({len(typ)} in all)" if len(typ) > 20 else "")
             raise bad(f"{o.value!r} is not one of the remote's values for {cls}.{tgt.field}", f"use one of: {shown}")
         return
+    if typ == "BOOLEAN" and o.kind not in ("boolean", "int"):  # ComfyUI applies bool(): "false" is true
+        raise bad(f"{cls}.{tgt.field} takes true or false", "use RemoteInputBoolean")
     if typ in ("INT", "FLOAT"):
         if o.kind not in ("int", "float"):
             raise bad(f"{cls}.{tgt.field} takes a number", "use RemoteInputInt or RemoteInputFloat")

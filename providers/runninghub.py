@@ -28,7 +28,7 @@ from ..engine.redaction import get_logger
 from .base import (AuthError, CancelResult, Capabilities, CapacityBusy, ConfigError, ContentRejected, NotFound,
                    NotSupported, Preflight, ProtocolError, Provider, QuotaError, RateLimited, RejectedInput,
                    RemoteError, RemoteRef, ServerError, State, SubmitSpec, TaskGone, TaskUpdate, TransientError,
-                   apply_overrides)
+                   apply_overrides, field_text)
 
 log = get_logger("comfyui_remote.runninghub")
 
@@ -253,8 +253,8 @@ class RunningHubProvider(Provider):
         """(path, body, ref data) of the create for ``spec``."""
         wf = rp.parse_workflow(self, spec.workflow)
         body: dict[str, Any] = {"apiKey": self._key()}
-        node_info = [{"nodeId": t.node, "fieldName": t.field, "fieldValue": o.value if isinstance(o.value, str)
-                      else str(o.value)} for t, o in spec.targets("node")]  # the server coerces strings [§4]
+        node_info = [{"nodeId": t.node, "fieldName": t.field, "fieldValue": field_text(o)}
+                     for t, o in spec.targets("node")]  # the server coerces strings [§4]
         if wf.kind == "graph":
             graph = apply_overrides(wf.graph or {}, spec, provider=self.id, profile=self.name)
             body.update(workflowId=wf.id, workflow=json.dumps(graph, ensure_ascii=False), nodeInfoList=[])

@@ -207,6 +207,8 @@ class SpeedPixProvider(Provider):
                         isinstance(o.value, float) and not o.value.is_integer()):
                     raise ValueError
                 return int(o.value)
+            if o.kind == "boolean":
+                return bool(o.value)
             if o.kind == "float":
                 value = float(o.value) if not isinstance(o.value, bool) else float("nan")
                 if not math.isfinite(value):
@@ -217,7 +219,7 @@ class SpeedPixProvider(Provider):
                              field="target", hint=f"give a valid (finite) {o.kind}") from None
         if o.kind not in FILE_KINDS:
             raise self.error(RejectedInput, f"input {name!r} has kind {o.kind!r}", field="target",
-                             hint="SpeedPix takes text, int, float and file (image, video, audio, other) inputs")
+                             hint="SpeedPix takes text, int, float, boolean and file (image, video, audio, other) inputs")
         if not uploaded and isinstance(o.value, (bytes, bytearray)):
             return ""  # pre-flight runs before the engine uploads files
         if not isinstance(o.value, str) or not o.value:

@@ -20,9 +20,9 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from .base import (AmbiguousSubmit, AuthError, CancelResult, Capabilities, ConfigError, ContentRejected, NotFound,
-                   NotSupported, Output, Override, Preflight, ProtocolError, Provider, QuotaError, RateLimited,
+                   NotSupported, Output, Preflight, ProtocolError, Provider, QuotaError, RateLimited,
                    RejectedInput, RemoteError, RemoteFailure, RemoteRef, ServerError, State, SubmitSpec, TaskGone,
-                   TaskUpdate, TransientError, apply_overrides, parse_api_graph, parse_target)
+                   TaskUpdate, TransientError, apply_overrides, field_text, parse_api_graph, parse_target)
 from .tensorart_wire import Credentials, as_float, as_int, lines, node_with_status, outputs_of, pj, running_info
 
 # TAMS job.status → State (TaskUpdate.raw_state keeps the TAMS name); anything else: ProtocolError
@@ -173,12 +173,6 @@ class TensorArtProvider(Provider):
             self._templates[tid] = {"name": str(pj(d, "name", "") or ""), "fields": fields}
         return self._templates[tid]
 
-    @staticmethod
-    def _field_value(o: Override) -> str:
-        if o.kind == "int":
-            return str(int(o.value))
-        return repr(float(o.value)) if o.kind == "float" else ("" if o.value is None else str(o.value))
-
     async def _template_body(self, tid: str, spec: SubmitSpec, *, pending_ok: bool) -> tuple[dict, bool, str]:
         """(body without requestId, complete?, template name). Not complete while an image still
         waiting for its upload has no usable default (the check would refuse it)."""
@@ -195,7 +189,7 @@ class TensorArtProvider(Provider):
                     raise self.error(RejectedInput, f"target {tgt.raw}: image was not uploaded", field="target")
                 complete = complete and bool(values[(tgt.node, tgt.field)])
                 continue
-            values[(tgt.node, tgt.field)] = self._field_value(o)
+            values[(tgt.node, tgt.field)] = field_text(o)
         attrs = [{"nodeId": n, "fieldName": f, "fieldValue": "" if v is None else str(v)} for (n, f), v in values.items()]
         return {"templateId": tid, "fields": {"fieldAttrs": attrs}}, complete, tpl["name"]
 
@@ -210,8 +204,8 @@ class TensorArtProvider(Provider):
                     raise self.error(RejectedInput, f"target {tgt.raw}: image was not uploaded", field="target")
                 o = o.with_value(((graph.get(tgt.node) or {}).get("inputs") or {}).get(tgt.field))
                 complete = False
-            elif o.kind in ("int", "float"):
-                o = o.with_value(int(o.value) if o.kind == "int" else float(o.value))
+            elif o.kind in ("int", "float", "boolean"):
+                o = o.with_value({"int": int, "float": float, "boolean": bool}[o.kind](o.value))
             overrides.append(o)
         applied = apply_overrides(graph, SubmitSpec(spec.workflow, tuple(overrides), spec.profile),
                                   provider=self.id, profile=self.name)

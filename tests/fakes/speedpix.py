@@ -101,7 +101,7 @@ class Published:
 def default_workflows() -> dict[str, Published]:
     solid = {"prompt": ("string", "a cat"), "negative": ("string", ""), "steps": ("int", 20),
              "cfg": ("float", 1.5), "denoise": ("float", 1.0), "width": ("int", 16), "height": ("int", 16),
-             "seed": ("int", 0)}
+             "seed": ("int", 0), "tiled": ("bool", False)}
     return {
         "wf_solid": Published("wf_solid", "solid", solid),
         "wf_multi": Published("wf_multi", "multi", {"prompt": ("string", "two cats"), "seed": ("int", 0)}),

@@ -217,7 +217,8 @@ async def test_queue_progress_typed_inputs_and_outputs(env, tmp_path):
     p = env.provider()
     env.fake.hold, env.fake.run_s = True, 1.0  # queued until released; a long KSampler
     s = spec("wf_solid", ("text", "prompt", "hello"), ("int", "steps", 7), ("float", "cfg", 2.0),
-             ("int", "width", 12), ("int", "height", 9), ("int", "seed", 2 ** 64 - 1))
+             ("int", "width", 12), ("int", "height", 9), ("int", "seed", 2 ** 64 - 1),
+             ("boolean", "tiled", True))
     assert (await p.validate(s)).workflow_label == "wf_solid"
     ref = await p.submit(s, p.new_submission_key())
     assert re.fullmatch(r"[0-9a-z]{26}", ref.remote_id) and json.loads(json.dumps(ref.data)) == ref.data
@@ -235,6 +236,7 @@ async def test_queue_progress_typed_inputs_and_outputs(env, tmp_path):
     assert sent["workflow_id"] == "wf_solid" and sent["alias_id"] == "main" and sent["version_id"] is None
     inputs = sent["inputs"]
     assert type(inputs["steps"]) is int and type(inputs["cfg"]) is float and inputs["seed"] == 2 ** 64 - 1
+    assert inputs["tiled"] is True  # a JSON boolean: the service refuses "true" for a bool field
     assert b'"cfg":2.0' in env.fake.requests("comfy_prompt")[0].body
     assert hdr(env.fake.requests("comfy_prompt")[0], "X-SP-RESOURCE-CONFIG-ID") == "default"
     assert env.fake.tasks[ref.remote_id].version == "v2"

@@ -3,8 +3,8 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from comfyui_remote.providers.base import (Override, RejectedInput, SubmitSpec, apply_overrides, last_wins,
-                                           parse_api_graph, parse_target)
+from comfyui_remote.providers.base import (Override, RejectedInput, SubmitSpec, apply_overrides, field_text,
+                                           last_wins, parse_api_graph, parse_target)
 
 
 @pytest.mark.parametrize("raw,node,field", [("6.text", "6", "text"), ("12:5.image", "12:5", "image"),
@@ -84,3 +84,18 @@ def test_settings_that_change_what_the_service_makes_are_part_of_the_reuse_key(t
     assert reuse_key(a, "1979026379880697857", []) != reuse_key(b, "1979026379880697857", [])
     b.settings["instance_type"], b.settings["max_rps"] = "default", 3  # pacing does not change results
     assert reuse_key(a, "1979026379880697857", []) == reuse_key(b, "1979026379880697857", [])
+
+
+@pytest.mark.parametrize("kind,value,text", [("boolean", True, "true"), ("boolean", False, "false"),
+                                             ("int", -7, "-7"), ("int", 2 ** 64 - 1, str(2 ** 64 - 1)),
+                                             ("float", 2.0, "2.0"), ("text", "a fox", "a fox"), ("text", None, "")])
+def test_a_value_as_a_text_field_keeps_its_meaning(kind, value, text):
+    """RunningHub's nodeInfoList and TAMS template fields are text: a boolean is JSON's true/false
+    (Python's "True" is not what a service's parser expects), a float keeps its point."""
+    assert field_text(Override("3.x", kind, value)) == text
+
+
+def test_a_boolean_override_lands_in_the_graph_as_a_json_boolean():
+    g = {"2": {"class_type": "PrimitiveBoolean", "inputs": {"value": True}}}
+    out = apply_overrides(g, SubmitSpec("", (Override("2.value", "boolean", False),)))
+    assert json.dumps(out["2"]["inputs"]) == '{"value": false}'

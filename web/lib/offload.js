@@ -28,10 +28,9 @@ export const KINDS = {
          out: { save: "PreviewAny", socket: "source", fetch: "RemoteFetchValue", slot: 0, noPrefix: true } },
   FLOAT: { in: { node: "RemoteInputFloat", socket: "value", scalar: 0 },
            out: { save: "PreviewAny", socket: "source", fetch: "RemoteFetchValue", slot: 1, noPrefix: true } },
-  // A BOOLEAN goes up as RemoteInputInt 0/1: ComfyUI turns the override into the input's type with
-  // bool(), and bool(0) is False while bool("false") (RemoteInputText) would be True. Its value is
-  // the one the graph holds now (a BOOLEAN socket cannot be linked into an INT input).
-  BOOLEAN: { in: { node: "RemoteInputInt", socket: null, scalar: 0, boolean: true },
+  // a BOOLEAN goes up as a real true/false (RemoteInputBoolean), never as text: ComfyUI applies
+  // bool() to the override and bool("false") is true
+  BOOLEAN: { in: { node: "RemoteInputBoolean", socket: "value", scalar: false },
              out: { save: "PreviewAny", socket: "source", fetch: "RemoteFetchValue", slot: 2, noPrefix: true } },
 };
 
@@ -212,10 +211,6 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
     if (!kind) throw new OffloadRefusal(unsupported(type || "untyped", name, "entering the selection"));
     if (!origin) throw new OffloadRefusal(`cannot wire ${name}: its source is inside a group node; convert it to a subgraph or ungroup it`);
     need(kind.in.node);
-    if (kind.in.boolean) {
-      throw new OffloadRefusal(`a BOOLEAN made by a node cannot travel: ${name}. RemoteInputInt carries a `
-        + "BOOLEAN only as a value (0/1): use a widget or primitive value for it, or move its maker into the selection");
-    }
     if (kind.in.load) {
       const lid = newId();
       graph[lid] = { class_type: kind.in.load, inputs: { [kind.in.field]: kind.in.value }, _meta: { title: `remote input (${type})` } };
@@ -242,9 +237,8 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
     if (!graph[apiId] || !field || !(field in (graph[apiId].inputs || {}))) continue;
     need(kind.in.node);
     const value = graph[apiId].inputs[field];
-    inputs.push({ type: l.type, node: kind.in.node, socket: kind.in.boolean ? null : kind.in.socket,
-                  target: `${apiId}.${field}`, from: kind.in.boolean ? null : { node: l.origin_id, slot: l.origin_slot },
-                  value: kind.in.boolean ? (value ? 1 : 0) : value, label: describe(ui, l) });
+    inputs.push({ type: l.type, node: kind.in.node, socket: kind.in.socket, target: `${apiId}.${field}`,
+                  from: { node: l.origin_id, slot: l.origin_slot }, value, label: describe(ui, l) });
   }
 
   // ---- links leaving: one remote save node per source, its RemoteFetch* wired to every user

@@ -153,16 +153,23 @@ test("a MASK input goes up as the alpha of an image made from it (LoadImage's MA
   assert.deepEqual(plan.graph["2"].inputs.image, [load, 1]);
 });
 
-test("a BOOLEAN from a primitive goes up as RemoteInputInt 0/1 with the value the graph holds", () => {
+test("a BOOLEAN from a primitive goes up through RemoteInputBoolean linked to it, with the value the graph holds", () => {
   const f = fixture("mixed-newest");
   const ui = JSON.parse(JSON.stringify(f.ui));
   const prompt = JSON.parse(JSON.stringify(f.prompt));
   for (const l of ui.links) if (l[1] === 5) l[5] = "BOOLEAN";
   prompt["4"].inputs.scale_by = false;
   const plan = planOffload({ ...f, ui, prompt });
-  const b = plan.inputs.find((i) => i.node === "RemoteInputInt");
-  assert.deepEqual({ target: b.target, value: b.value, from: b.from, socket: b.socket },
-    { target: "4.scale_by", value: 0, from: null, socket: null });
+  const b = plan.inputs.find((i) => i.type === "BOOLEAN");
+  assert.deepEqual({ node: b.node, target: b.target, value: b.value, from: b.from, socket: b.socket },
+    { node: "RemoteInputBoolean", target: "4.scale_by", value: false, from: { node: 5, slot: 0 }, socket: "value" });
+});
+
+test("a BOOLEAN made by a node outside becomes a RemoteInputBoolean override of the consuming input", () => {
+  const plan = planOffload(retyped("BOOLEAN", "IMAGE"));
+  assert.deepEqual(plan.inputs.map((i) => [i.node, i.socket, i.target, i.from]),
+    [["RemoteInputBoolean", "value", "2.image", { node: 1, slot: 0 }]]);
+  assert.equal(plan.graph["2"].inputs.image, false);
 });
 
 test("a MODEL link the API form shows but the UI types loosely is refused, naming it", () => {
