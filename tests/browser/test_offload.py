@@ -186,6 +186,22 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
             # ---- fixtures of the unit tests: a reroute, a primitive, a bypassed node; a subgraph
             sel = await page.evaluate("(img) => window.__cr.mixed(img)", img)
             save_fixture(f"mixed-{fe}", await page.evaluate("(s) => window.__cr.export(s)", sel))
+            # converted, the mixed graph gives the same pixels; the reroute outside still routes the
+            # image (into the RemoteInputImage) and the primitive still drives scale_by
+            mixed_local = await saved_pixels(c, (await page.evaluate("() => window.app.graphToPrompt()"))["output"])
+            await run_command(page)
+            await page.wait_for_function(
+                "() => window.app.graph.nodes.some((n) => n.type === 'RemoteSubmit')", polling=100)
+            users = await page.evaluate("""() => {
+              const g = window.app.graph;
+              const link = (id) => (g.links.get ? g.links.get(id) : g.links[id]);
+              const users = (type) => g.nodes.filter((n) => n.type === type)
+                .flatMap((n) => (n.outputs[0].links || []).map((id) => g.getNodeById(link(id).target_id).type));
+              return {reroute: users('Reroute'), primitive: users('PrimitiveNode')};
+            }""")
+            assert users == {"reroute": ["RemoteInputImage"], "primitive": ["RemoteInputFloat"]}, users
+            mixed_remote = await saved_pixels(c, (await page.evaluate("() => window.app.graphToPrompt()"))["output"], 300)
+            assert mixed_remote.shape == mixed_local.shape and np.array_equal(mixed_remote, mixed_local)
             if frontend.name != "1.27":
                 sel = await page.evaluate("(img) => window.__cr.subgraph(img)", img)
                 save_fixture(f"subgraph-{fe}", await page.evaluate("(s) => window.__cr.export(s)", sel))

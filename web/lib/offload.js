@@ -125,6 +125,68 @@ function isPrimitive(ui, id) {
   return !!n && n.type === "PrimitiveNode";
 }
 
+const nodeById = (ui, id) => (ui.nodes || []).find((n) => n.id === id) || null;
+const linkInto = (ui, node, slot) => linkList(ui).find((l) => l.target_id === node && l.target_slot === slot) || null;
+// nodes the API form looks through: a legacy reroute, a bypassed node
+const passesThrough = (n) => !!n && (n.type === "Reroute" || n.mode === 4);
+
+/** The input of pass-through node `n` whose value leaves by its output `slot`: a reroute's only
+ *  input; for a bypassed node, as the frontend resolves a bypass, the input at the same index if
+ *  its type matches, else the first linked input of the output's type. -1 when none. */
+function passedInput(n, slot) {
+  const ins = n.inputs || [];
+  if (n.type === "Reroute") return ins.length ? 0 : -1;
+  const type = n.outputs && n.outputs[slot] && n.outputs[slot].type;
+  if (ins[slot] && ins[slot].type === type && ins[slot].link != null) return slot;
+  return ins.findIndex((i) => i.type === type && i.link != null);
+}
+
+/** The UI link that brings the value of root input `at` ({node, slot}) in from outside the
+ *  selection, walking back through selected reroutes and bypassed nodes; null when the walk ends
+ *  inside the selection. Its origin is where the user routed the value: a node, or an outside
+ *  reroute, bypassed node or group node, which then keeps its place in the graph. */
+function enteringLink(ui, sel, at) {
+  let l = linkInto(ui, at.node, at.slot);
+  for (let hops = 0; l && hops < 256; hops++) {
+    if (!sel.has(l.origin_id)) return l;
+    const n = nodeById(ui, l.origin_id);
+    const i = passesThrough(n) ? passedInput(n, l.origin_slot) : -1;
+    if (i < 0) return null;
+    l = linkInto(ui, n.id, i);
+  }
+  return null;
+}
+
+/** Where the result for root input `at` should be wired: walking back from it through outside
+ *  reroutes and bypassed nodes to the first input the selection feeds, so they stay in use; `at`
+ *  itself when the walk does not reach the selection that way. */
+function leavingTarget(ui, sel, at) {
+  let cur = at;
+  for (let hops = 0; hops < 256; hops++) {
+    const l = linkInto(ui, cur.node, cur.slot);
+    if (!l) return at;
+    if (sel.has(l.origin_id)) return cur;
+    const n = nodeById(ui, l.origin_id);
+    const i = passesThrough(n) ? passedInput(n, l.origin_slot) : -1;
+    if (i < 0) return at;
+    cur = { node: n.id, slot: i };
+  }
+  return at;
+}
+
+/** For API node `apiId` inside a legacy group node (not a subgraph) fed by API link `v` from the
+ *  selection: the group node's input that link enters, when exactly one UI link from the
+ *  selection's node of `v` goes into that group node; else null. */
+function groupNodeInput(ui, bound, apiId, v) {
+  const parts = String(apiId).split(":");
+  const outer = parts.length > 1 ? nodeById(ui, Number(parts[0])) : null;
+  const origin = outer && !subgraphOf(ui, outer) ? uiOrigin(ui, String(v[0]), v[1]) : null;
+  if (!origin) return null;
+  const into = bound.leaving.filter((l) => l.target_id === outer.id && l.origin_id === origin.node
+    && l.origin_slot === origin.slot);
+  return into.length === 1 ? { node: outer.id, slot: into[0].target_slot } : null;
+}
+
 /** UI links of the root graph between a selected and an unselected node. */
 function uiBoundary(ui, selected) {
   const sel = new Set(selected.map(Number));
@@ -202,10 +264,14 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
       }
     }
   }
+  const sel = new Set(selected.map(Number));
   for (const { src, slot, refs } of sources.values()) {
     const type = outputType(defs, prompt, src, slot);
-    const origin = uiOrigin(ui, src, slot);
-    const via = origin && bound.entering.find((l) => l.origin_id === origin.node && l.origin_slot === origin.slot);
+    // wired from where the UI link into the selection comes from (an outside reroute, bypassed or
+    // group node stays in use); else from the node (or subgraph output) the API form names
+    const via = refs.map(([n, i]) => uiTarget(ui, n, i)).filter(Boolean).map((at) => enteringLink(ui, sel, at))
+      .find(Boolean);
+    const origin = via ? { node: via.origin_id, slot: via.origin_slot } : uiOrigin(ui, src, slot);
     const name = via ? describe(ui, via) : `${nodeLabel(ui, src)} output ${slot} → ${refs.map((r) => nodeLabel(ui, r[0])).join(", ")}`;
     const kind = KINDS[type];
     if (!kind) throw new OffloadRefusal(unsupported(type || "untyped", name, "entering the selection"));
@@ -250,9 +316,12 @@ export function planOffload({ ui, prompt, defs, selected, registered = () => tru
       if (!isLink(v) || !S.has(String(v[0]))) continue;
       const key = `${v[0]}|${v[1]}`;
       if (!leaving.has(key)) leaving.set(key, { src: String(v[0]), slot: v[1], to: [] });
-      const to = uiTarget(ui, id, name);
-      if (!to) throw new OffloadRefusal(`cannot wire the result of ${nodeLabel(ui, v[0])} into ${nodeLabel(ui, id)}: it is inside a group node; convert it to a subgraph or ungroup it`);
-      leaving.get(key).to.push(to);
+      // a consumer inside a legacy group node outside: the group node's input the selection feeds
+      const at = uiTarget(ui, id, name) || groupNodeInput(ui, bound, id, v);
+      if (!at) throw new OffloadRefusal(`cannot wire the result of ${nodeLabel(ui, v[0])} into ${nodeLabel(ui, id)}: it is inside a group node; convert it to a subgraph or ungroup it`);
+      const to = leavingTarget(ui, sel, at);
+      const seen = leaving.get(key).to;
+      if (!seen.some((t) => t.node === to.node && t.slot === to.slot)) seen.push(to);
     }
   }
   for (const { src, slot, to } of leaving.values()) {

@@ -34,11 +34,13 @@ for (const fe of FRONTENDS) {
   test(`mixed (${fe}): reroute, primitive and bypassed node resolved as the frontend resolves them`, () => {
     const f = fixture(`mixed-${fe}`);
     const plan = planOffload(f);
-    // the bypassed ImageSharpen is gone, the reroute resolved: LoadImage feeds the remote input
+    // the bypassed ImageSharpen is gone, the reroute resolved: LoadImage's image goes up, and the
+    // RemoteInputImage is wired from the reroute outside, which stays in use (not left dangling)
     assert.deepEqual(Object.values(plan.graph).map((n) => n.class_type).sort(),
       ["ImageInvert", "ImageScaleBy", "LoadImage", "SaveImage"]);
     const image = plan.inputs.find((i) => i.node === "RemoteInputImage");
-    assert.deepEqual(image.from, { node: 1, slot: 0 });
+    assert.deepEqual(image.from, { node: 2, slot: 0 });
+    assert.equal(f.ui.nodes.find((n) => n.id === 2).type, "Reroute");
     // the primitive outside keeps driving scale_by through a RemoteInputFloat linked to it
     const float = plan.inputs.find((i) => i.node === "RemoteInputFloat");
     assert.deepEqual({ target: float.target, value: float.value, from: float.from },
@@ -177,4 +179,49 @@ test("a MODEL link the API form shows but the UI types loosely is refused, namin
   for (const l of f.ui.links) if (l[1] === 1) l[5] = "*"; // e.g. through an untyped reroute
   assert.throws(() => planOffload(f), (e) => e instanceof OffloadRefusal
     && /a MODEL link cannot travel to a remote: LoadImage #1 → ImageInvert #2\.image \(entering the selection\)/.test(e.message));
+});
+
+// The chain exported by a real frontend, with one more node outside the selection spliced into a
+// boundary link of its UI form (the API form the frontend makes is the same: it looks through
+// reroutes and bypassed nodes). `at`: "in" (LoadImage #1 → ImageInvert #2) or "out" (ImageScaleBy
+// #3 → SaveImage #4); the new node is #9.
+function spliced(fe, at, node) {
+  const f = fixture(`chain-${fe}`);
+  const ui = JSON.parse(JSON.stringify(f.ui));
+  const link = ui.links.find((l) => (at === "in" ? l[3] === 2 : l[3] === 4));
+  ui.nodes.push({ id: 9, mode: 0, inputs: [{ name: "image", type: "IMAGE", link: link[0] }],
+                  outputs: [{ name: "IMAGE", type: "IMAGE", links: [99] }], ...node });
+  const onward = [99, 9, 0, link[3], link[4], "IMAGE"];
+  link[3] = 9; link[4] = 0;  // the old link now ends at the new node, a new one goes on from it
+  ui.links.push(onward);
+  return { ...f, ui };
+}
+
+for (const fe of FRONTENDS) {
+  for (const [what, node] of [["reroute", { type: "Reroute" }], ["bypassed node", { type: "ImageSharpen", mode: 4 }]]) {
+    test(`an outside ${what} on the link into the selection (${fe}) feeds the RemoteInputImage, staying in use`, () => {
+      const plan = planOffload(spliced(fe, "in", node));
+      assert.deepEqual(plan.inputs.map((i) => [i.node, i.from]), [["RemoteInputImage", { node: 9, slot: 0 }]]);
+      assert.match(plan.inputs[0].label, /#9 → ImageInvert #2\.image/);
+    });
+    test(`an outside ${what} on the link out of the selection (${fe}) takes the fetched result, staying in use`, () => {
+      const plan = planOffload(spliced(fe, "out", node));
+      assert.deepEqual(plan.outputs.map((o) => [o.node, o.to]), [["RemoteFetchImage", [{ node: 9, slot: 0 }]]]);
+    });
+  }
+}
+
+test("a legacy group node outside, on either side of the selection, is wired through its own slots", () => {
+  const f = fixture("chain-1_27");
+  // the frontend's API form of a group node: its inner nodes as "<group id>:<index>"
+  const ui = JSON.parse(JSON.stringify(f.ui));
+  const prompt = JSON.parse(JSON.stringify(f.prompt));
+  for (const n of ui.nodes) if (n.id === 1) n.type = "workflow>loader";
+  for (const n of ui.nodes) if (n.id === 4) n.type = "workflow>saver";
+  prompt["1:0"] = prompt["1"]; delete prompt["1"];
+  prompt["4:0"] = prompt["4"]; delete prompt["4"];
+  prompt["2"].inputs.image = ["1:0", 0];
+  const plan = planOffload({ ...f, ui, prompt });
+  assert.deepEqual(plan.inputs.map((i) => [i.node, i.from]), [["RemoteInputImage", { node: 1, slot: 0 }]]);
+  assert.deepEqual(plan.outputs.map((o) => [o.node, o.to]), [["RemoteFetchImage", [{ node: 4, slot: 0 }]]]);
 });
