@@ -282,3 +282,52 @@ async def test_run_selection_remotely_same_pixels_and_one_undo(frontend, remote_
             im = Image.open(harness.REPO / "test-artifacts" / "browser" / frontend.name / f"{name}.png")
             im.thumbnail((960, 960))
             im.convert("RGB").quantize(96).save(DOC_IMAGES / f"{name}.png", optimize=True)  # small in git
+
+
+GROUP_NODE = "offload middle"
+
+
+async def test_a_selected_legacy_group_node_runs_remotely(frontend, remote_comfy):
+    """The deprecated group node (made by the frontend's own "Convert selected nodes to group node"):
+    selected, it runs remotely with its inner nodes as the frontend exports them (`<id>:<n>`), and
+    gives the pixels of the local run."""
+    fe = frontend.name.replace(".", "_")
+    async with harness.Client(frontend.url) as c:
+        assert (await c.post("/settings/Comfy.TutorialCompleted", True))[0] == 200
+        assert (await c.post("/settings/ComfyUIRemote.OffloadProfile", "comfyui"))[0] == 200
+        img = await c.upload(f"offload_group_{fe}.png", png(11))
+        async with browser_page(frontend.url) as page:
+            await load(page, frontend)
+            await page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", polling=100)
+            await page.evaluate(HELPERS)
+            has = await page.evaluate("""() => { const all = window.app.extensionManager.command.commands;
+                return Array.isArray(all) ? all.some((c) => c.id === 'Comfy.GroupNode.ConvertSelectedNodesToGroupNode')
+                                          : null; }""")
+            assert has is not None, "the command service lists no commands"
+            if not has:
+                pytest.skip(f"the {frontend.name} frontend has no legacy group nodes")
+            # the chain's middle (selected) becomes a group node; the frontend asks for its name
+            await page.evaluate("""(img) => { window.__cr.chain(img);
+              window.__crGrouped = window.app.extensionManager.command.execute(
+                'Comfy.GroupNode.ConvertSelectedNodesToGroupNode'); }""", img)
+            name = page.locator(".p-dialog input").first
+            await name.wait_for(state="visible")
+            await name.fill(GROUP_NODE)
+            await name.press("Enter")
+            sel = await page.evaluate("""async (name) => { await window.__crGrouped;
+              const app = window.app;
+              const g = app.graph.nodes.find((n) => n.type.endsWith(name));
+              app.canvas.deselectAll(); app.canvas.selectNodes([g]);
+              return [g.id]; }""", GROUP_NODE)
+            exported = await page.evaluate("(s) => window.__cr.export(s)", sel)
+            assert any(k.startswith(f"{sel[0]}:") for k in exported["prompt"]), exported["prompt"]
+            save_fixture(f"groupnode-{fe}", exported)
+            local = await saved_pixels(c, exported["prompt"])
+            await run_command(page)
+            await page.wait_for_function(
+                "() => window.app.graph.nodes.some((n) => n.type === 'RemoteSubmit')", polling=100)
+            types = await page.evaluate("() => window.app.graph.nodes.map((n) => n.type).sort()")
+            assert types == sorted(["LoadImage", "RemoteInputImage", "RemoteSubmit", "RemoteWait",
+                                    "RemoteFetchImage", "SaveImage"]), types
+            remote = await saved_pixels(c, (await page.evaluate("() => window.app.graphToPrompt()"))["output"], 300)
+            assert remote.shape == local.shape == (48, 64, 3) and np.array_equal(remote, local)

@@ -211,17 +211,26 @@ for (const fe of FRONTENDS) {
   }
 }
 
-test("a legacy group node outside, on either side of the selection, is wired through its own slots", () => {
-  const f = fixture("chain-1_27");
-  // the frontend's API form of a group node: its inner nodes as "<group id>:<index>"
-  const ui = JSON.parse(JSON.stringify(f.ui));
-  const prompt = JSON.parse(JSON.stringify(f.prompt));
-  for (const n of ui.nodes) if (n.id === 1) n.type = "workflow>loader";
-  for (const n of ui.nodes) if (n.id === 4) n.type = "workflow>saver";
-  prompt["1:0"] = prompt["1"]; delete prompt["1"];
-  prompt["4:0"] = prompt["4"]; delete prompt["4"];
-  prompt["2"].inputs.image = ["1:0", 0];
-  const plan = planOffload({ ...f, ui, prompt });
-  assert.deepEqual(plan.inputs.map((i) => [i.node, i.from]), [["RemoteInputImage", { node: 1, slot: 0 }]]);
-  assert.deepEqual(plan.outputs.map((o) => [o.node, o.to]), [["RemoteFetchImage", [{ node: 4, slot: 0 }]]]);
+// groupnode-1_27: LoadImage #1 → the legacy group node #5 (ImageInvert, ImageScaleBy; API ids
+// 5:0, 5:1) → SaveImage #4, exported by 1.27 after its own "Convert selected nodes to group node"
+test("a selected legacy group node runs with its inner API ids, wired through its own slots", () => {
+  const f = fixture("groupnode-1_27");
+  const plan = planOffload(f);
+  const [load] = byClass(plan.graph, "LoadImage");
+  const [save] = byClass(plan.graph, "SaveImage");
+  assert.deepEqual(plan.graph["5:0"], { ...f.prompt["5:0"], inputs: { image: [load, 0] } });
+  assert.deepEqual(plan.graph["5:1"], f.prompt["5:1"]);
+  assert.deepEqual(plan.graph[save].inputs.images, ["5:1", 0]);
+  assert.deepEqual(plan.inputs.map((i) => [i.node, i.target, i.from]), [["RemoteInputImage", `${load}.image`, { node: 1, slot: 0 }]]);
+  assert.deepEqual(plan.outputs.map((o) => [o.node, o.select, o.to]), [["RemoteFetchImage", save, [{ node: 4, slot: 0 }]]]);
+  assert.deepEqual(plan.remove, [5]);
+});
+
+test("a legacy group node next to the selection feeds it, or takes its result, through its own slots", () => {
+  const f = fixture("groupnode-1_27");
+  const into = planOffload({ ...f, selected: ["4"] }); // the group node's result enters the selection
+  assert.deepEqual(into.inputs.map((i) => [i.node, i.from]), [["RemoteInputImage", { node: 5, slot: 0 }]]);
+  // the selection's result goes into the group node: its inner ImageInvert (5:0) takes it
+  const leaving = planOffload({ ...f, selected: ["1"] });
+  assert.deepEqual(leaving.outputs.map((o) => [o.node, o.to]), [["RemoteFetchImage", [{ node: 5, slot: 0 }]]]);
 });
