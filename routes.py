@@ -190,7 +190,8 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
 
     @routes.post(PREFIX + "/profiles/{name}/check_graph")
     async def check_graph(request: web.Request) -> web.Response:
-        """Pre-flight of a part of a graph run remotely: ``{workflow}`` (API format) → ``{ok, message}``."""
+        """Pre-flight of a part of a graph run remotely: ``{workflow}`` (API format) → ``{ok, message,
+        node_types}`` (how the node types were checked: listed, service, none; null when refused)."""
         name = request.match_info["name"]
         m = get_manager()
         if name not in await asyncio.to_thread(m.profiles.names):
@@ -200,8 +201,8 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
             workflow = json.dumps(workflow)
         if not isinstance(workflow, str) or not workflow.strip():
             return _error(400, "workflow must be an API-format graph (JSON object or text)")
-        ok, message = await engine(graph_preflight.check_graph(m, name, workflow))
-        return _json({"ok": ok, "message": message})
+        ok, message, checked = await engine(graph_preflight.check_graph(m, name, workflow))
+        return _json({"ok": ok, "message": message, "node_types": checked})
 
     @routes.post(PREFIX + "/profiles/{name}/key")
     async def set_key(request: web.Request) -> web.Response:

@@ -1,7 +1,8 @@
 """Pre-flight of "Run a part of my graph remotely" (design §4), before anything is paid: can the
 profile take an API-format graph at all, and does its remote know every node type of the graph
 (the provider's own ``validate``: ``/object_info`` for comfyui and sandbox, the service's check
-where it has one). One message lists everything that is missing."""
+where it has one; ``Capabilities.node_types`` says which). One message lists everything that is
+missing; where a service cannot list its node types the answer says so instead of claiming a check."""
 from __future__ import annotations
 
 import asyncio
@@ -28,18 +29,32 @@ def refusal(profile: Any) -> str | None:
     return None
 
 
-async def check_graph(manager: Any, name: str, workflow: str) -> tuple[bool, str]:
-    """(ok, message) for running API-format ``workflow`` on profile ``name``."""
+def passed(name: str, provider: Any) -> tuple[str, str]:
+    """(how the node types were checked, what to tell the user) once validate() passed."""
+    how = getattr(provider.capabilities, "node_types", "none")
+    if how == "listed":
+        return how, f"[{name}] the remote has every node type of the graph"
+    if how == "service":
+        return how, (f"[{name}] {provider.label} checked the graph and accepted it (it does not list node types: "
+                     "one it lacks is refused when the task is submitted, before anything is paid)")
+    return how, (f"[{name}] {provider.label} cannot list its node types before a run, so they were not checked "
+                 "here: one it lacks is refused when the task is submitted, before anything is paid")
+
+
+async def check_graph(manager: Any, name: str, workflow: str) -> tuple[bool, str, str | None]:
+    """(ok, message, how node types were checked: listed|service|none) for running API-format
+    ``workflow`` on profile ``name``."""
     try:
         profile = manager.profiles.get(name)
         why = refusal(profile)
         if why:
-            return False, why
+            return False, why, None
         profile.check_configured()
         provider = manager.provider(profile)
         await asyncio.wait_for(provider.validate(SubmitSpec(workflow=workflow, profile=name)), CHECK_TIMEOUT_S)
-        return True, f"[{name}] the remote has every node type of the graph"
+        how, message = passed(name, provider)
+        return True, message, how
     except RemoteError as e:
-        return False, redaction.scrub(str(e))
+        return False, redaction.scrub(str(e)), None
     except asyncio.TimeoutError:
-        return False, f"[{name}] the remote did not answer the check within {CHECK_TIMEOUT_S} s"
+        return False, f"[{name}] the remote did not answer the check within {CHECK_TIMEOUT_S} s", None

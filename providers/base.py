@@ -96,6 +96,10 @@ class Capabilities:
     # the file kinds ``upload`` takes (design §2: image, video, audio, file); an input of another
     # kind is refused by the engine before anything is paid, naming the node and what the service takes
     input_kinds: tuple[str, ...] = ("image",)
+    # what validate() knows of a graph's node types before anything is paid: "listed" (every
+    # missing type, from the remote's node list), "service" (the service's own graph check, which
+    # does not name them) or "none" (no such call: the service refuses an unknown type at submit)
+    node_types: str = "none"
 
     @property
     def can_find(self) -> bool:

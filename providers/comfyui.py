@@ -78,7 +78,7 @@ class ComfyUIProvider(Provider):
     label = "ComfyUI"
     capabilities = Capabilities(cancel=True, queue_position=True, progress="push", uploads=True, cost=False,
                                 idempotent_submit=False, client_chosen_id=True, findable=True, addressing="node",
-                                input_kinds=("image", "video", "audio", "file"))  # /upload/image takes any file
+                                node_types="listed", input_kinds=("image", "video", "audio", "file"))  # /upload/image takes any file
     max_rps = None  # a ComfyUI server has no request limit; one shared look serves all tasks anyway
 
     def __init__(self, profile: Any, http: Any):

@@ -21,7 +21,7 @@ class SandboxProvider(ComfyUIProvider):
     label = "sandbox"
     capabilities = Capabilities(cancel=True, queue_position=True, progress="push", uploads=True, cost=False,
                                 idempotent_submit=False, client_chosen_id=True, findable=True,
-                                addressing="node", input_kinds=("image", "video", "audio", "file"))
+                                addressing="node", node_types="listed", input_kinds=("image", "video", "audio", "file"))
     WORKFLOWS_DIR = Path(__file__).parent / "sandbox_workflows"
 
     def __init__(self, profile: Any, http: Any):

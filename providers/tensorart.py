@@ -72,7 +72,7 @@ class TensorArtProvider(Provider):
     label = "Tensor.Art TAMS"
     capabilities = Capabilities(cancel=True, queue_position=True, progress="poll", uploads=True, cost=True,
                                 idempotent_submit=True, client_chosen_id=False, findable=True, addressing="node",
-                                input_kinds=("image",))  # the one upload is /v1/resource/image (facts §2.7)
+                                node_types="service", input_kinds=("image",))  # the one upload is /v1/resource/image (facts §2.7)
     upload_ttl_s = 20 * 3600.0  # resource ids are asked to live UPLOAD_EXPIRE_S (about a day)
     max_rps = 5.0  # "5 QPS per app" (TAMS FAQ); a profile's max_rps overrides it
 

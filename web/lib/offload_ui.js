@@ -162,7 +162,9 @@ export async function runSelectionRemotely({ app, api, LiteGraph, notify, storag
       throw e;
     }
     try { storage && storage.setItem(LAST_USED_KEY, profile); } catch { /* private mode */ }
-    notify("success", "Runs remotely", `${plan.remove.length} node(s) now run on "${profile}": queue the graph`);
+    // where the service cannot list its node types, say so rather than suggest they were checked
+    const unchecked = answer.node_types && answer.node_types !== "listed" ? ` (${answer.message})` : "";
+    notify("success", "Runs remotely", `${plan.remove.length} node(s) now run on "${profile}": queue the graph${unchecked}`);
     return { ok: true, plan, ...done };
   } catch (e) {
     const message = e instanceof OffloadRefusal ? e.message : `could not convert the selection: ${e && e.message}`;
