@@ -140,12 +140,14 @@ def progress_text(snap: dict, elapsed: float) -> str:
 
 
 async def follow(task_id: str, fut: asyncio.Future, *, node_id: Optional[str], node_label: str,
-                  timeout_s: float = 0, timeout_error: Optional[Any] = None) -> Any:
-    """Wait for an engine future on ComfyUI's prompt loop: progress bar + text on the node, the
-    interrupt checked every 0.25 s, and an optional timeout (``timeout_error(elapsed)`` is raised)."""
+                  timeout_s: float = 0, timeout_error: Optional[Any] = None, also_node: Optional[str] = None) -> Any:
+    """Wait for an engine future on ComfyUI's prompt loop: progress bar + text on the node (the text
+    also on ``also_node``: the RemoteSubmit of a waited task, so it does not keep saying "queued"),
+    the interrupt checked every 0.25 s, and an optional timeout (``timeout_error(elapsed)`` is raised)."""
     m = manager()
     pbar = comfy.utils.ProgressBar(1000, node_id=node_id)
     server = PromptServer.instance
+    text_nodes = [n for n in dict.fromkeys((node_id, also_node)) if n is not None]
     start = time.monotonic()
     last_text, last_value, last_preview = None, -1, 0
     while True:
@@ -156,8 +158,9 @@ async def follow(task_id: str, fut: asyncio.Future, *, node_id: Optional[str], n
         elapsed = time.monotonic() - start
         snap = m.snapshot(task_id) or {}
         text = progress_text(snap, elapsed)
-        if text != last_text and node_id is not None and server is not None:
-            server.send_progress_text(text, node_id)
+        if text != last_text and server is not None:
+            for n in text_nodes:
+                server.send_progress_text(text, n)
             last_text = text
         value = int(1000 * min(1.0, max(0.0, snap.get("progress") or 0.0)))
         preview = m.preview(task_id)
@@ -172,8 +175,9 @@ async def follow(task_id: str, fut: asyncio.Future, *, node_id: Optional[str], n
             raise timeout_error(elapsed)
     result = fut.result()
     snap = m.snapshot(task_id) or {}
-    if node_id is not None and server is not None:
-        server.send_progress_text(progress_text(snap, time.monotonic() - start), node_id)
+    if server is not None:
+        for n in text_nodes:
+            server.send_progress_text(progress_text(snap, time.monotonic() - start), n)
     if snap.get("state") == "succeeded":
         pbar.update_absolute(1000, 1000)
     return result
@@ -245,7 +249,7 @@ async def wait_for_task(handle: TaskHandle, *, node_id: Optional[str], timeout_s
 
     try:
         return await follow(handle.task_id, fut, node_id=node_id, node_label=node_label, timeout_s=timeout_s,
-                             timeout_error=timed_out)
+                             timeout_error=timed_out, also_node=handle.owner)
     except RemoteTimeout:
         raise
     except BaseException as e:

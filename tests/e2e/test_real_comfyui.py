@@ -155,6 +155,9 @@ async def test_waiting_node_shows_progress_bar_and_text(instances):
     texts = progress_texts(messages, "2")  # the RemoteWait node
     assert any("SandboxSlowPass #2" in t and "/9" in t for t in texts), texts
     assert all(re.search(r"\d+:\d\d", t) for t in texts), texts
+    # the RemoteSubmit shows the task too, up to its end (not "queued" for ever)
+    submit_texts = progress_texts(messages, "1")
+    assert submit_texts and submit_texts[-1].startswith("succeeded"), submit_texts
     bars = [m["data"] for m in messages if m.get("type") == "progress" and m["data"].get("node") == "2"]
     values = [b["value"] for b in bars]
     assert bars and bars[-1]["max"] == 1000 and values[-1] == 1000 and any(0 < v < 1000 for v in values)
