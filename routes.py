@@ -34,6 +34,17 @@ SAFE_HEADERS = {"X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; img-src 'self'; media-src 'self'; sandbox"}
 
 
+class FileAsIs(web.FileResponse):
+    """A file response that sends the file itself. aiohttp's FileResponse serves a sibling
+    ``<name>.gz``/``.br`` as the file's compressed form to a client that accepts the encoding;
+    in a task's results folder such a sibling is another result of the service, so the file is
+    prepared as if the client accepted no encoding."""
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        plain = {k: v for k, v in request.headers.items() if k.lower() != "accept-encoding"}
+        return await super().prepare(request.clone(headers=plain))
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(redaction.scrub(data), status=status)
 
@@ -156,7 +167,7 @@ def setup_routes(routes: web.RouteTableDef, get_manager: Callable[[], Any]) -> N
         if sent == "text/plain":
             sent = "text/plain; charset=utf-8"
         # FileResponse answers Range requests (206), so a video or audio player can seek
-        return web.FileResponse(path, headers={
+        return FileAsIs(path, headers={
             **SAFE_HEADERS, "Content-Type": sent,
             "Content-Disposition": _disposition("inline" if inline else "attachment", path.name)})
 

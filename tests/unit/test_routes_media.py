@@ -132,6 +132,27 @@ async def test_a_hostile_file_name_makes_one_valid_header_and_no_other(env):
     assert "filename*=UTF-8''x%22%3B%20filename%3Devil.html%0D%0AX-Injected" in disp, disp
 
 
+async def test_an_output_is_served_as_itself_never_as_a_compressed_sibling(env):
+    """A remote may return both ``x.mp4`` and ``x.mp4.gz`` (or ``.br``): asked for ``x.mp4`` by a
+    browser that accepts gzip, the route serves the bytes of ``x.mp4``, not the other result
+    dressed as its compressed form."""
+    import gzip
+
+    real = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4
+    other = gzip.compress(b"<html><script>alert(1)</script></html>")
+    tid, _ = await with_outputs(env, [("video", "x.mp4", real, "video/mp4"),
+                                      ("file", "x.mp4.gz", other, "application/gzip"),
+                                      ("file", "x.mp4.br", b"brotli?", None)])
+    for enc in ("gzip", "br", "gzip, deflate, br, zstd"):
+        r = await env.client.get(f"{PREFIX}/tasks/{tid}/outputs/0", headers={"Accept-Encoding": enc},
+                                 auto_decompress=False)
+        assert r.status == 200 and await r.read() == real, enc
+        assert "Content-Encoding" not in r.headers and r.headers["Content-Type"] == "video/mp4", enc
+    r = await env.client.get(f"{PREFIX}/tasks/{tid}/outputs/0", headers={"Range": "bytes=4-11", "Accept-Encoding": "gzip"},
+                             auto_decompress=False)
+    assert r.status == 206 and await r.read() == real[4:12]
+
+
 async def test_video_and_audio_answer_range_requests_so_players_can_seek(env, tmp_path):
     clip = write_video(tmp_path / "clip.mp4", [RED, BLUE, BLUE, BLUE])
     sound = write_flac(tmp_path / "voice.flac")
