@@ -20,7 +20,8 @@ from . import media
 from .live import Live
 from .redaction import describe, get_logger
 from .rules import look_is_fatal
-from .transfer import Expired, file_sha256, replace
+from .files import file_sha256, replace, unlink_quietly
+from .transfer import Expired
 
 # a file saved without an extension gets one from its type (first extension of each type in kinds.MIMES)
 DOWNLOAD_EXT = {mime: "." + ext for ext, mime in reversed(list(MIMES.items()))}
@@ -129,13 +130,13 @@ class DownloadsMixin:
             except Expired as e:
                 refreshes += 1
                 if refreshes > self.policy.url_refreshes:
-                    await asyncio.to_thread(_unlink, part)  # the next try starts from a fresh link
+                    await asyncio.to_thread(unlink_quietly, part)  # the next try starts from a fresh link
                     raise
                 fresh = await self._fresh_output(live, o, n, e)
                 url, current = fresh.url or url, fresh
             except RemoteError as e:
                 if look_is_fatal(e) or not e.retryable:
-                    await asyncio.to_thread(_unlink, part)  # refused for good: nothing to resume
+                    await asyncio.to_thread(unlink_quietly, part)  # refused for good: nothing to resume
                     raise
                 size = await asyncio.to_thread(_size, part)
                 failures = 0 if size > last_size else failures + 1
@@ -156,7 +157,7 @@ class DownloadsMixin:
         keep = {self.result_dir(row) for row in await self._db(self.journal.unfinished)}
         for p in await asyncio.to_thread(stale_parts, self.results_dir, keep):
             try:
-                await asyncio.to_thread(_unlink, p)
+                await asyncio.to_thread(unlink_quietly, p)
             except OSError as e:
                 log.warning("cannot delete the stale download %s: %s", p.name, e.strerror or e.__class__.__name__)
 
@@ -205,13 +206,6 @@ def stale_parts(results_dir: Path, keep: set) -> list[Path]:
     if not root.is_dir():
         return []
     return [p for p in root.glob("*/*/*.part") if p.parent not in keep]
-
-
-def _unlink(p: Path) -> None:
-    try:
-        p.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _size(p: Path) -> int:

@@ -7,11 +7,7 @@ Every secret value read is registered with the redaction point before it is retu
 """
 from __future__ import annotations
 
-import json
 import os
-import stat
-import tempfile
-import threading
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (requirements.txt)
@@ -23,10 +19,10 @@ from urllib.parse import urlsplit
 
 from ..providers.base import ConfigError
 from . import redaction
+from .credentials import SECRET_FIELDS, CredentialStore  # noqa: F401  (SECRET_FIELDS: part of this module's API)
 
 PROVIDERS = ("runninghub", "tensorart", "speedpix", "nextgpu", "comfyui", "comfycloud", "sandbox")
 BUILTIN_NAMES = ("sandbox", "runninghub", "tensorart", "speedpix", "nextgpu", "comfyui", "comfycloud")
-SECRET_FIELDS = frozenset({"api_key", "app_key", "app_secret", "user", "token", "private_key"})
 COMMON_FIELDS = ("provider", "url", "max_concurrent", "poll_interval_s", "timeout_s")
 
 # Built-in profiles: where each field comes from. "url_default" None = no default.
@@ -201,74 +197,6 @@ def _read_text(path: str) -> Optional[str]:
         return Path(path).expanduser().read_text()
     except OSError:
         return None
-
-
-class CredentialStore:
-    """``credentials.json``: written only by the panel's set-key form, mode 0600, atomically."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock = threading.Lock()
-
-    def _load(self) -> dict:
-        """The stored keys; {} when there is no file yet. A file that exists but cannot be read
-        (permissions, broken JSON) is a ConfigError — never taken for empty and overwritten."""
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return {}
-        except OSError as e:
-            raise ConfigError(f"{self.path} cannot be read ({e.strerror or e.__class__.__name__})",
-                              hint="fix its permissions; keys set in the panel are kept there") from None
-        try:
-            data = json.loads(text)
-        except ValueError:
-            raise ConfigError(f"{self.path} is not valid JSON", hint="fix or remove it (it holds the keys set in "
-                                                                     "the panel); it was left untouched") from None
-        if not isinstance(data, dict) or not isinstance(data.get("profiles", {}), dict):
-            raise ConfigError(f"{self.path} does not hold a profiles table", hint="fix or remove it")
-        return data
-
-    def get(self, profile: str, name: str) -> Optional[str]:
-        try:
-            entry = self._load().get("profiles", {}).get(profile, {})
-        except ConfigError as e:
-            redaction.get_logger().warning("keys from the panel are not available: %s", e)
-            return None
-        value = entry.get(name) if isinstance(entry, dict) else None
-        return value if isinstance(value, str) else None
-
-    def set(self, profile: str, name: str, value: str) -> None:
-        if name not in SECRET_FIELDS:
-            raise ConfigError(f"'{name}' is not a key field", field=name,
-                              hint="one of: " + ", ".join(sorted(SECRET_FIELDS)))
-        redaction.register(value)
-        with self._lock:
-            data = self._load()
-            entry = data.setdefault("profiles", {}).setdefault(profile, {})
-            if not isinstance(entry, dict):
-                entry = data["profiles"][profile] = {}
-            entry[name] = value
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".credentials.")
-            try:
-                if hasattr(os, "fchmod"):  # (not on Windows before Python 3.13)
-                    os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(data, fh)
-                os.chmod(tmp, stat.S_IRUSR | stat.S_IWUSR)
-                os.replace(tmp, self.path)
-            except BaseException as e:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                if isinstance(e, OSError):  # a full disk, a file another program holds open (Windows)
-                    raise ConfigError(f"{self.path} cannot be written ({e.strerror or e.__class__.__name__})",
-                                      hint="close programs that have it open, check the disk, then set the key "
-                                           "again; the keys stored before are kept") from None
-                raise
-            os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
 
 
 class Profiles:

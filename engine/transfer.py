@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
 import json as jsonlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ import aiohttp
 
 from ..providers.errors import (AnswerLost, ConfigError, NotFound, NotSent, ProtocolError, RejectedInput,
                                 RemoteError, TransientError)
+from .files import size_or_zero, unlink_quietly
 from .pacing import Budget
 from .redaction import scrub, strip_query
 from .rules import RetryPolicy, status_error
@@ -307,7 +306,7 @@ class Http:
         what arrived is kept), ProtocolError/RejectedInput (refused URL, over the cap)."""
         part = Path(part)
         await asyncio.to_thread(part.parent.mkdir, parents=True, exist_ok=True)
-        have = await asyncio.to_thread(_size, part)
+        have = await asyncio.to_thread(size_or_zero, part)
         origin = _origin(url)
         current = url
         session = await self.download_session()
@@ -340,7 +339,7 @@ class Http:
             raise self._err(Expired, f"{where}: the result URL has expired or is gone (HTTP {status})", code=status,
                             hint="fresh links are asked for; the task stays tracked")
         if status == 416 and have:  # our partial file is wrong for this resource: start over
-            await asyncio.to_thread(_unlink, part)
+            await asyncio.to_thread(unlink_quietly, part)
             raise self._err(TransientError, f"{where}: range not satisfiable; starting over")
         if status in RETRY_STATUSES:
             raise self._err(TransientError, f"{where}: HTTP {status}",
@@ -353,7 +352,7 @@ class Http:
         length = None if encoded else resp.content_length  # the wire length of a compressed body
         total = (have + length) if length is not None else None
         if total is not None and total > max_bytes:
-            await asyncio.to_thread(_unlink, part)  # a file refused for good leaves nothing behind
+            await asyncio.to_thread(unlink_quietly, part)  # a file refused for good leaves nothing behind
             raise self._err(RejectedInput, f"{where}: file of {total} bytes exceeds the {max_bytes // MiB} MiB cap")
         fh = await asyncio.to_thread(open, part, "ab" if have else "wb")
         size = have
@@ -369,13 +368,13 @@ class Http:
             size = -1
         except RejectedInput:
             await asyncio.to_thread(fh.close)
-            await asyncio.to_thread(_unlink, part)
+            await asyncio.to_thread(unlink_quietly, part)
             raise
         finally:
             if not fh.closed:
                 await asyncio.to_thread(fh.close)
         if size < 0 or (total is not None and size != total):
-            got = await asyncio.to_thread(_size, part)
+            got = await asyncio.to_thread(size_or_zero, part)
             raise self._err(TransientError, f"{where}: the download stopped at {got}"
                             + (f" of {total} bytes" if total else " bytes") + "; resuming")
         mime = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
@@ -385,29 +384,3 @@ class Http:
 def _origin(url: str) -> tuple:
     p = urlsplit(url)
     return (p.scheme, p.hostname, p.port)
-
-
-def _size(p: Path) -> int:
-    try:
-        return p.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _unlink(p: Path) -> None:
-    try:
-        p.unlink()
-    except FileNotFoundError:
-        pass
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def replace(src: Path, dst: Path) -> None:
-    os.replace(src, dst)
