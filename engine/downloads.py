@@ -20,7 +20,7 @@ from . import media
 from .live import Live
 from .redaction import describe, get_logger
 from .rules import look_is_fatal
-from .files import file_sha256, replace, unlink_quietly
+from .files import amount, file_sha256, replace, unlink_quietly
 from .transfer import Expired
 
 # a file saved without an extension gets one from its type (first extension of each type in kinds.MIMES)
@@ -118,9 +118,9 @@ class DownloadsMixin:
             now = time.monotonic()
             if now - last_note[0] >= PROGRESS_EVERY_S:
                 last_note[0] = now
-                of = f" of {total / 1e6:.1f}" if total else ""
+                of = f" of {amount(total)}" if total else ""
                 self._spawn(self._download_note(live, f"downloading result {index + 1} of {count}: "
-                                                      f"{size / 1e6:.1f}{of} MB"))
+                                                      f"{amount(size)}{of}"))
 
         while True:
             try:

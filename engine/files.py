@@ -1,5 +1,5 @@
-"""Small file operations the transfer and download code share (all blocking: call them through
-``asyncio.to_thread`` from the engine's loop)."""
+"""Small file operations the transfer and download code share (those that touch the disk block: call
+them through ``asyncio.to_thread`` from the engine's loop), and how a byte count is shown."""
 from __future__ import annotations
 
 import hashlib
@@ -36,3 +36,14 @@ def file_sha256(path: Path) -> str:
 def replace(src: Path, dst: Path) -> None:
     """Move ``src`` over ``dst`` in one step (a finished download takes its name)."""
     os.replace(src, dst)
+
+
+def amount(n: int) -> str:
+    """A byte count in the unit that reads right for it: "812 bytes", "48.2 KB", "3.4 MB", "1.20 GB"
+    (decimal units, as file managers and browsers show downloads)."""
+    if n < 1000:
+        return f"{n} bytes"
+    for unit, scale, digits in (("KB", 1e3, 1), ("MB", 1e6, 1)):
+        if n < scale * 999.95:
+            return f"{n / scale:.{digits}f} {unit}"
+    return f"{n / 1e9:.2f} GB"

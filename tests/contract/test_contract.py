@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +279,28 @@ async def test_cancel_while_results_download_keeps_them(env: Env):
     assert_pixels(env, tid, expect)
     if caps(env).cancel:
         assert not env.case.was_cancelled(snap["remote_id"])
+
+
+async def test_a_slow_download_says_which_file_and_how_much_has_come(env: Env):
+    """While a result streams in, the task (and so the waiting node) says which file of how many and
+    how much of it has arrived, in a unit that reads right for the size (a 2 KB result is not
+    "0.0 of 0.0 MB")."""
+    workflow, overrides, expect = env.case.workflow_single()
+    fault(env, "file", "trickle", delay=1.5, times=-1)
+    tid, snap = await run_to_end(env, workflow, overrides)
+    assert snap["state"] == "succeeded", (snap["state"], snap["message"])
+    assert_pixels(env, tid, expect)
+    notes = [e["message"] for e in env.events if e["id"] == tid and "downloading result " in (e["message"] or "")]
+    assert notes, "no download progress was shown"
+    count = len(expect.images)
+    amount = r"(\d+ bytes|\d+\.\d KB|\d+\.\d MB|\d+\.\d\d GB)"
+    for note in notes:
+        m = re.fullmatch(rf"downloading result (\d+) of {count}: {amount} of {amount}", note)
+        assert m, note
+        assert 1 <= int(m.group(1)) <= count
+        assert not m.group(2).startswith("0.0 ") and not m.group(3).startswith("0.0 "), note
+    # the last word is the result, not a download note that came in late
+    assert "downloading" not in (snap["message"] or "")
 
 
 # ------------------------------------------------------------------------------- every fault class
