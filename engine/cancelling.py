@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from ..providers.base import CancelResult, NotFound, State
 from .live import Live
+from .pacing import urgent
 from .redaction import describe
 from .rules import look_is_fatal
 
@@ -82,7 +83,8 @@ class CancelMixin:
         attempt = 0
         while live.row["id"] in self._live and not live.downloading:
             try:
-                result = await asyncio.wait_for(provider.cancel(live.ref), 2 * self.policy.request_timeout_s + 5)
+                with urgent():  # the remote task bills until this arrives: ahead of routine looks
+                    result = await asyncio.wait_for(provider.cancel(live.ref), 2 * self.policy.request_timeout_s + 5)
             except asyncio.CancelledError:
                 raise
             except Exception as e:

@@ -17,10 +17,11 @@ from typing import Optional
 from ..providers.base import Output, RemoteError, State
 from ..providers.kinds import MIMES, mime_of
 from . import media
+from .files import amount, file_sha256, replace, unlink_quietly
 from .live import Live
+from .pacing import urgent
 from .redaction import describe, get_logger
 from .rules import look_is_fatal
-from .files import amount, file_sha256, replace, unlink_quietly
 from .transfer import Expired
 
 # a file saved without an extension gets one from its type (first extension of each type in kinds.MIMES)
@@ -172,7 +173,8 @@ class DownloadsMixin:
                                        f"fresh one")
         for attempt in range(self.policy.attempts):
             try:
-                fresh = await provider.outputs(live.ref)
+                with urgent():
+                    fresh = await provider.outputs(live.ref)
                 break
             except asyncio.CancelledError:
                 raise

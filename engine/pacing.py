@@ -4,7 +4,9 @@
   profile (polls, creates, uploads, cancels, stream handshakes; not result downloads), so 100 tasks
   never exceed the service's documented rate. A refusal for being too fast (429, a throttling
   answer) slows the whole profile: nothing is sent until its Retry-After has passed, and the rate
-  is halved, then earned back step by step.
+  is halved, then earned back step by step. Requests wait their turn in order, except urgent ones
+  (a cancel, the result list of a task that has ended, fresh result links: see :func:`urgent`),
+  which take the next free request ahead of the routine looks queued behind the budget.
 - :func:`next_look`: the delay before the next look at one task — relaxed while it waits in a queue,
   tightening as it nears its end (the service's ETA or step counts, else the progress rate, else how
   long the same workflow took before), so a result is seen within a fraction of a second of the
@@ -13,13 +15,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import heapq
+import itertools
 import time
 from collections import deque
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 FAST_S = 0.15  # the quickest look at a task about to finish
 QUEUED_MAX_S = 5.0  # the slowest look at a task waiting in a queue
 RECOVER_AFTER_S = 10.0  # after a slow-down, each calm period of this length earns back rate
+
+_URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("comfyui_remote_urgent", default=False)
+
+
+@contextlib.contextmanager
+def urgent() -> Iterator[None]:
+    """Requests made inside this block (and in tasks started from it) go ahead of routine looks
+    waiting for the profile's budget: a user is waiting on them, or the service bills until they
+    arrive."""
+    token = _URGENT.set(True)
+    try:
+        yield
+    finally:
+        _URGENT.reset(token)
 
 
 class Budget:
@@ -46,7 +66,9 @@ class Budget:
         self._paused_until = 0.0
         self._calm_since = clock()
         self._last_cut = -1e9
-        self._lock = asyncio.Lock()
+        self._queue: list[tuple[int, int]] = []  # (0 urgent / 1 routine, arrival): who goes next
+        self._arrivals = itertools.count()
+        self._changed: Optional[asyncio.Future] = None  # set when the queue or the budget changes
         self.sent = 0
 
     def delay(self) -> float:
@@ -77,10 +99,37 @@ class Budget:
         if self.rate is None:
             self.note_sent()
             return
-        async with self._lock:  # first come, first served
-            while (wait := self.delay()) > 0:
-                await asyncio.sleep(wait)
-            self.note_sent()
+        me = (0 if _URGENT.get() else 1, next(self._arrivals))
+        heapq.heappush(self._queue, me)
+        self._poke()  # an urgent arrival takes the head's place at once
+        try:
+            while True:
+                head = self._queue[0] == me
+                if head and (wait := self.delay()) <= 0:
+                    break
+                await self._next_change(wait if head else None)
+        except BaseException:  # cancelled (or dropped at shutdown) while waiting: leave the queue to the others
+            if me in self._queue:
+                self._queue.remove(me)
+                heapq.heapify(self._queue)
+            with contextlib.suppress(RuntimeError):  # (a loop already closed)
+                self._poke()
+            raise
+        heapq.heappop(self._queue)
+        self.note_sent()
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake every waiter to look again at who is next."""
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
+
+    async def _next_change(self, timeout: Optional[float]) -> None:
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
 
     def slow_down(self, retry_after: Optional[float]) -> None:
         """The service said "too fast": pause the profile and halve its rate."""

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from ..providers.base import RemoteError, State, TaskGone, TaskUpdate
 from . import redaction
 from .live import Live
-from .pacing import FAST_S, next_look
+from .pacing import FAST_S, next_look, urgent
 from .redaction import describe
 
 log = redaction.get_logger("comfyui_remote.engine")
@@ -183,7 +183,8 @@ class WatchMixin:
         failures = 0
         while True:
             try:
-                return await live.provider.outputs(live.ref)
+                with urgent():  # the task has ended: its result is what the user waits for
+                    return await live.provider.outputs(live.ref)
             except asyncio.CancelledError:
                 raise
             except Exception as e:

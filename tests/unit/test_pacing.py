@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from comfyui_remote.engine.pacing import FAST_S, QUEUED_MAX_S, Budget, next_look
+from comfyui_remote.engine.pacing import FAST_S, QUEUED_MAX_S, Budget, next_look, urgent
 from comfyui_remote.engine.rules import RetryPolicy
 from comfyui_remote.engine.tasks import TaskManager
 from comfyui_remote.providers.base import Override
@@ -48,6 +48,32 @@ async def test_a_too_fast_answer_pauses_and_slows_every_caller():
     rate = b.rate
     b.slow_down(0.0)  # the same refusal seen twice (transport and provider) cuts the rate once
     assert b.rate == rate
+
+
+async def test_an_urgent_request_takes_the_next_free_turn_and_a_cancelled_waiter_leaves_the_queue():
+    b = Budget.for_limit(11)  # 10 a second
+    order: list[str] = []
+
+    async def one(name: str, hurry: bool = False):
+        if hurry:
+            with urgent():
+                await b.take()
+        else:
+            await b.take()
+        order.append(name)
+
+    routine = [asyncio.ensure_future(one(f"look{i}")) for i in range(25)]
+    await asyncio.sleep(0)
+    gone = routine.pop(20)  # a task stopped while it waited
+    gone.cancel()
+    while len(order) < 10:  # the first second's ten are gone: the other 14 wait for the window to move
+        await asyncio.sleep(0.01)
+    await one("cancel", hurry=True)
+    await asyncio.gather(*routine)
+    at = order.index("cancel")
+    assert at <= 11, order  # first of the next second's ten, not the 25th (one may be on its way)
+    assert order[:at] == [f"look{i}" for i in range(at)]  # the others keep their order
+    assert len(order) == 25 and "look20" not in order
 
 
 class FakeClock:
@@ -146,3 +172,37 @@ async def test_many_tasks_of_one_profile_stay_inside_the_services_rate(tmp_path)
     assert [s["state"] for s in snaps] == ["succeeded"] * 20, [s["message"] for s in snaps]
     api = [s.t for s in fake.log if s.route != "file"]
     assert fake.rate_limited == 0 and most_in_one_second(api) <= 5
+
+
+async def test_a_cancel_goes_out_ahead_of_the_looks_queued_for_the_budget(tmp_path):
+    """Twelve TAMS tasks keep the app's QPS busy with looks; a cancel of one of them takes the
+    next free request, not its turn behind every look already waiting (about 12 of them, while the remote task goes on billing)."""
+    fake = FakeTensorArt()
+    fake.qps_limit = 20
+    fake.queue_s, fake.run_s = 0.2, 60.0
+    await fake.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "profiles.toml").write_text(f'[profiles.ta]\nprovider = "tensorart"\nurl = "{fake.url}"\n'
+                                        f'api_key = "{fake.credentials().get("TENSORART_API_KEY", "")}"\n'
+                                        'poll_interval_s = 0.05\nmax_concurrent = 12\n')
+    m = TaskManager(home, tmp_path / "out", policy=RetryPolicy(attempts=4, base_s=0.05, cap_s=0.5)).start(reattach=False)
+
+    async def call(coro):
+        return await asyncio.wait_for(asyncio.wrap_future(m.call(coro)), 120)
+
+    try:
+        ids = await asyncio.gather(*(call(m.submit("ta", "700000000000000001", [Override("6.text", "text", f"c{i}")],
+                                                   reuse=False)) for i in range(12)))
+        gets = lambda: sum(1 for s in fake.log if s.route == "get_job")  # noqa: E731
+        start = gets()
+        while gets() < start + 12:  # every task is looking: the budget has a queue
+            await asyncio.sleep(0.05)
+        before = gets()
+        await call(m.cancel(ids[7], "cancelled in a fan-out"))
+        await fake.seen("cancel", timeout=30)
+        looks_between = gets() - before
+    finally:
+        await asyncio.to_thread(m.stop)
+        await fake.stop()
+    assert looks_between <= 3, f"{looks_between} looks went out between the cancel and its request"
