@@ -1,10 +1,11 @@
-"""Peak memory (the process's peak RSS, VmHWM) while 1 GB streams to disk and while a 1 GB video
-decodes. Each measurement runs in a fresh child process (``python -m benchmarks --child WHAT ...``)
+"""Peak memory (the process's peak RSS, VmHWM) while 1 GB streams to disk, while a 1 GB file of
+ComfyUI's folders is uploaded to a ComfyUI server, and while a 1 GB video decodes. Each measurement runs in a fresh child process (``python -m benchmarks --child WHAT ...``)
 so one peak does not hide another; the 1 GB is generated as it is served, never stored first.
 """
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,43 @@ class BigFile(FakeServer):
         router.add_get("/big", big, name="big")
 
 
+class UploadSink:
+    """ComfyUI's ``/upload/image`` (and a ``/view`` that has nothing), counting the file as it arrives
+    without keeping it (a plain aiohttp app: the fakes' toolkit logs whole bodies)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.url = ""
+        self._runner: "web.AppRunner | None" = None
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        size, name = 0, "x"
+        async for part in await request.multipart():
+            if part.name == "image":
+                name = part.filename or name
+                while chunk := await part.read_chunk(1 << 20):
+                    size += len(chunk)
+            else:
+                await part.read()
+        self.received = size
+        return web.json_response({"name": name, "subfolder": "", "type": "input"})
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1 << 40)
+        app.router.add_post("/upload/image", self._upload)
+        app.router.add_get("/view", lambda request: web.Response(status=404))
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(self._runner, sock).start()
+        self.url = "http://127.0.0.1:%d" % sock.getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
 def _status(field: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -65,6 +103,34 @@ async def _download(how: str, url: str, dest: Path) -> int:
     return size
 
 
+async def _upload(how: str, path: Path, url: str) -> int:
+    """The pack: the comfyui provider's upload of a LocalFile (what RemoteInputVideo/File send);
+    direct: aiohttp posting the open file."""
+    import aiohttp
+
+    if how == "engine":
+        from comfyui_remote.engine.profiles import Profiles
+        from comfyui_remote.engine.transfer import Http
+        from comfyui_remote.providers.comfyui import ComfyUIProvider
+        from comfyui_remote.providers.local_file import LocalFile
+
+        with tempfile.TemporaryDirectory() as home:
+            Path(home, "profiles.toml").write_text(f'[profiles.up]\nprovider = "comfyui"\nurl = "{url}"\n')
+            p = ComfyUIProvider(Profiles(Path(home)).get("up"), Http(provider="comfyui", profile="up"))
+            try:
+                await p.upload(LocalFile.at(path), "video/mp4", path.name)
+            finally:
+                await p.close()
+                await p.http.close()
+        return path.stat().st_size
+    with open(path, "rb") as fh:
+        fd = aiohttp.FormData()
+        fd.add_field("image", fh, filename=path.name, content_type="video/mp4")
+        async with aiohttp.ClientSession() as s, s.post(url + "/upload/image", data=fd) as r:
+            r.raise_for_status()
+    return path.stat().st_size
+
+
 def _decode(path: Path) -> int:
     import av
     import numpy as np
@@ -87,13 +153,16 @@ def _decode_engine(path: Path) -> int:
 
 
 def child(args: list[str]) -> None:
-    """``download engine|direct URL`` or ``decode engine|direct PATH``: prints seconds, base and peak RSS MB."""
-    what, how, target = args
+    """``download engine|direct URL``, ``upload engine|direct PATH URL`` or ``decode engine|direct PATH``:
+    prints seconds, base and peak RSS MB."""
+    what, how, target = args[:3]
     base = _status("VmRSS")
     t0 = time.monotonic()
     if what == "download":
         with tempfile.TemporaryDirectory() as d:
             done = asyncio.run(_download(how, target, Path(d) / "big.bin.part"))
+    elif what == "upload":
+        done = asyncio.run(_upload(how, Path(target), args[3]))
     else:
         done = _decode_engine(Path(target)) if how == "engine" else _decode(Path(target))
     print(f"{time.monotonic() - t0:.2f} {base:.1f} {_status('VmHWM'):.1f} {done}")
@@ -116,6 +185,24 @@ async def download_rows(mb: int) -> dict:
         for how in ("direct", "engine"):
             rows[how] = await asyncio.to_thread(_run_child, "download", how, url)
         return rows
+    finally:
+        await server.stop()
+
+
+async def upload_rows(mb: int) -> dict:
+    server = UploadSink()
+    await server.start()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "big.mp4"
+            with open(path, "wb") as fh:
+                for _ in range(mb):
+                    fh.write(CHUNK)
+            rows = {}
+            for how in ("direct", "engine"):
+                rows[how] = await asyncio.to_thread(_run_child, "upload", how, str(path), server.url)
+                assert server.received == mb * len(CHUNK), f"{how}: the server got {server.received} bytes"
+            return rows
     finally:
         await server.stop()
 

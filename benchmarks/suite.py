@@ -127,6 +127,10 @@ def table(rows: list[dict], fan: int, mem: dict, mb: int) -> str:
     if "download" in mem:
         d, e = mem["download"]["direct"], mem["download"]["engine"]
         out.append(f"| {mb} MiB download to disk | {d[2]:.0f} MB ({d[0]:.1f} s) | {e[2]:.0f} MB ({e[0]:.1f} s) |")
+    if "upload" in mem:
+        d, e = mem["upload"]["direct"], mem["upload"]["engine"]
+        out.append(f"| {mb} MiB file of ComfyUI's folders uploaded to a ComfyUI server | {d[2]:.0f} MB ({d[0]:.1f} s) "
+                   f"| {e[2]:.0f} MB ({e[0]:.1f} s) |")
     if "decode" in mem:
         d, frames = mem["decode"]["direct"], mem["decode"]["frames"]
         size = mem["decode"]["bytes"] / 2**20
@@ -150,8 +154,9 @@ async def run(args: argparse.Namespace) -> int:
         problems += check(row)
     mem: dict = {}
     if not args.no_memory:
-        print(f"[benchmarks] memory: {args.mb} MiB download, {args.mb} MiB video decode", flush=True)
+        print(f"[benchmarks] memory: {args.mb} MiB download, upload and video decode", flush=True)
         mem["download"] = await memory.download_rows(args.mb)
+        mem["upload"] = await memory.upload_rows(args.mb)
         mem["decode"] = await memory.decode_rows(args.mb)
     print()
     print(table(rows, args.fan, mem, args.mb))

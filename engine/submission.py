@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ..providers.base import (AmbiguousSubmit, NotSupported, Override, RemoteError, RemoteRef, RemoteTimeout, State,
                               SubmitSpec, last_wins)
+from ..providers.local_file import LocalFile, not_uploaded
 from . import redaction
 from .redaction import describe as _short
 from .live import Live, new_task_id
@@ -144,7 +145,7 @@ class SubmitMixin:
             if not o.is_file:
                 out.append(o)
                 continue
-            digest = o.sha256 or hashlib.sha256(o.value).hexdigest()
+            digest = o.sha256 or await asyncio.to_thread(lambda o=o: hashlib.sha256(o.value).hexdigest())
             cache_key = (live.row["profile"], digest)
             cached = self._upload_cache.get(cache_key)
             ttl = provider.upload_ttl_s
@@ -156,7 +157,8 @@ class SubmitMixin:
             await self._save(live, message=f"{what} for {o.target}")
             mime, name = upload_name(o, digest)
             try:
-                value = await self._look(live, lambda o=o: provider.upload(o.value, mime, name), what)
+                data = await self._sendable(provider, o.value)
+                value = await self._look(live, lambda data=data: provider.upload(data, mime, name), what)
             except RemoteError as e:
                 if not e.field:
                     e.field = o.kind
@@ -167,6 +169,18 @@ class SubmitMixin:
                 self._upload_cache.pop(next(iter(self._upload_cache)))
             out.append(o.with_value(value))
         return SubmitSpec(workflow=spec.workflow, overrides=tuple(out), profile=spec.profile, options=spec.options)
+
+    @staticmethod
+    async def _sendable(provider: Any, data: Any) -> Any:
+        """A file on disk goes to a provider whose upload streams it as is (checked unchanged since its
+        node read it); other providers get its bytes."""
+        if not isinstance(data, LocalFile):
+            return data
+        try:
+            await asyncio.to_thread(data.check)
+        except RemoteError as e:
+            raise e.with_context(provider=provider.id, profile=provider.name) from None
+        return data if provider.streams_uploads else await asyncio.to_thread(data.read)
 
     async def _look(self, live: Live, fn: Any, doing: str) -> Any:
         """A step that pays nothing (upload, find): retried with backoff until the deadline."""
@@ -302,7 +316,7 @@ def spec_from_json(data: Any, profile: str) -> SubmitSpec:
     if not isinstance(data, dict):
         return SubmitSpec(workflow="", profile=profile)
     overrides = tuple(Override(str(t), str(k), v, sha256=h) for t, k, v, h in data.get("overrides") or []
-                      if not isinstance(v, (bytes, bytearray)))
+                      if not not_uploaded(v))
     return SubmitSpec(workflow=str(data.get("workflow") or ""), overrides=overrides, profile=profile)
 
 

@@ -5,6 +5,8 @@
 - AUDIO goes up as lossless 24-bit FLAC (``engine/audio.py``).
 - A file of ComfyUI's input folder, named as LoadImage names them (``clip.mp4``, ``sub/x.glb``,
   ``x.png [output]``), keeps its bytes and name.
+A file on disk (a loaded video, a file of the input folder other than an image) stays there as a
+``LocalFile`` until the upload streams it: its bytes are never held in memory.
 The engine uploads each as ``<sha256[:32]>-<name>``, and refuses a kind the provider cannot take
 before anything is paid.
 """
@@ -18,8 +20,10 @@ from pathlib import Path
 import folder_paths
 
 from ..engine import audio as audio_codec
+from ..engine.files import file_sha256
 from ..providers.base import Override, RejectedInput
 from ..providers.kinds import kind_of, mime_of
+from ..providers.local_file import LocalFile
 from .inputs import CHAIN, TARGET, _RemoteInput, chain
 
 try:  # ComfyUI's own video types (0.3.40+)
@@ -29,20 +33,21 @@ except ImportError:  # an older ComfyUI has no VIDEO type; RemoteInputVideo then
     VideoFromFile = VideoCodec = VideoContainer = None
 
 
-def file_override(target: str, kind: str, data: bytes, name: str) -> Override:
-    return Override(target.strip(), kind, data, sha256=hashlib.sha256(data).hexdigest(), name=name,
-                    mime=mime_of(name, kind))
+def file_override(target: str, kind: str, data: "bytes | LocalFile", name: str) -> Override:
+    digest = file_sha256(Path(data.path)) if isinstance(data, LocalFile) else hashlib.sha256(data).hexdigest()
+    return Override(target.strip(), kind, data, sha256=digest, name=name, mime=mime_of(name, kind))
 
 
-def video_bytes(video) -> tuple[bytes, str]:
-    """The bytes and name to upload for a ComfyUI VIDEO."""
+def video_bytes(video) -> "tuple[bytes | LocalFile, str]":
+    """What to upload for a ComfyUI VIDEO, and its name: the file it was loaded from (left on disk),
+    else its bytes."""
     if VideoFromFile is None:
         raise RejectedInput("this ComfyUI has no VIDEO type (comfy_api): update ComfyUI to use RemoteInputVideo",
                             field="video")
     if isinstance(video, VideoFromFile):
         src = video.get_stream_source()
         if isinstance(src, (str, os.PathLike)):
-            return Path(src).read_bytes(), Path(src).name
+            return LocalFile.at(src), Path(src).name
         try:
             fmt = video.get_container_format().split(",")[0]  # e.g. "mov,mp4,m4a,3gp,3g2,mj2" → mov
         except Exception:
@@ -112,14 +117,15 @@ class RemoteInputFile(_RemoteInput):
     @classmethod
     def IS_CHANGED(cls, target="", file="", inputs=None):
         try:
-            return hashlib.sha256(input_file(file).read_bytes()).hexdigest()
+            return file_sha256(input_file(file))
         except RejectedInput as e:
             return str(e)
 
     def build(self, target, file, inputs=None):
         path = input_file(file)
         kind = kind_of(path.name)
-        return chain(inputs, file_override(target, "file" if kind == "text" else kind, path.read_bytes(), path.name))
+        data = path.read_bytes() if kind == "image" else LocalFile.at(path)  # (an image is small; TAMS takes bytes)
+        return chain(inputs, file_override(target, "file" if kind == "text" else kind, data, path.name))
 
 
 NODES = {cls.__name__: cls for cls in (RemoteInputVideo, RemoteInputAudio, RemoteInputFile)}

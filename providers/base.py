@@ -159,7 +159,8 @@ class Override:
     """One input override, in chain order. ``kind`` is text|int|float|boolean or a file kind
     (``FILE_KINDS``: image|video|audio|file); :func:`field_text` is a value as a service's text field.
 
-    For files ``value`` is the file's bytes until the engine uploads them, then the provider's
+    For files ``value`` is the file's bytes (or, for a file of ComfyUI's folders, a
+    ``local_file.LocalFile`` that stays on disk) until the engine uploads them, then the provider's
     upload value (a file name, resource id or URL); ``sha256`` stays the content hash, ``name``
     the file's own name (``clip.mp4``; images: none, they go up as ``<sha256>.png``) and ``mime``
     its type.
@@ -293,6 +294,8 @@ class Provider:
     label: str = ""
     capabilities = Capabilities()
     upload_ttl_s: Optional[float] = None
+    # upload() takes a LocalFile (providers/local_file.py) and streams it; else it gets the bytes
+    streams_uploads = False
     # API requests per second the service allows this account (every task and call of the profile
     # shares it; result downloads do not count). Services that publish none get a considerate 10;
     # a profile's ``max_rps`` overrides it; None = no limit (your own server).
@@ -335,7 +338,8 @@ class Provider:
         return Preflight()
 
     async def upload(self, data: bytes, mime: str, name: str) -> Any:
-        """Upload one input file; return the value to put in the target field."""
+        """Upload one input file; return the value to put in the target field. ``data`` is bytes, or
+        a LocalFile where ``streams_uploads`` (send ``local_file.sendable(data)``, fresh per attempt)."""
         raise self.error(NotSupported, "this provider cannot upload images",
                          field="image", hint="pass a URL or file name with RemoteInputText")
 

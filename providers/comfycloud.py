@@ -107,6 +107,7 @@ class ComfyCloudProvider(Provider):
     capabilities = Capabilities(cancel=True, queue_position=True, progress="push", uploads=True, cost=False,
                                 idempotent_submit=False, client_chosen_id=False, findable=True, addressing="node",
                                 input_kinds=("image", "video", "audio", "file"))  # assets: any file
+    streams_uploads = True
     upload_ttl_s = 0.0  # a blake3 hit costs one HEAD, so every task re-checks that its input is still there
 
     def __init__(self, profile: Any, http: Any):

@@ -22,17 +22,26 @@ from .base import State, TaskUpdate
 from .comfy_graph_check import summarise
 from .errors import ProtocolError
 from .kinds import kind_of
+from .local_file import LocalFile, sendable, size_of
 
 BIG = 1024 * 1024  # hash off the event loop above this size
 
 
-def blake3_hash(data: bytes) -> str:
-    return "blake3:" + blake3.blake3(data).hexdigest()
+def blake3_hash(data: Any) -> str:
+    """The v2 asset hash of bytes, or of a file read in chunks (blocking for a file)."""
+    if not isinstance(data, LocalFile):
+        return "blake3:" + blake3.blake3(data).hexdigest()
+    h = blake3.blake3()
+    with data.open() as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "blake3:" + h.hexdigest()
 
 
 async def upload_asset(p: Any, data: bytes, mime: str, name: str) -> dict:
     """Upload one input through provider ``p`` (``api``, ``headers``, ``call``, ``error_of``)."""
-    digest = await asyncio.to_thread(blake3_hash, data) if len(data) > BIG else blake3_hash(data)
+    digest = await asyncio.to_thread(blake3_hash, data) if size_of(data) > BIG or isinstance(data, LocalFile) \
+        else blake3_hash(data)
     head = p.api(f"/assets/by-hash/{digest}")
     resp = await p.http.request("HEAD", head, headers=p.headers(head))
     asset: Any = None
@@ -51,7 +60,7 @@ async def upload_asset(p: Any, data: bytes, mime: str, name: str) -> dict:
             fd.add_field("content_type", mime or "application/octet-stream")
             fd.add_field("file_path", name)
             fd.add_field("expected_hash", digest)
-            fd.add_field("file", data, filename=name, content_type=mime or "application/octet-stream")
+            fd.add_field("file", sendable(data), filename=name, content_type=mime or "application/octet-stream")
             return fd
 
         asset = await p.call("POST", p.api("/assets"), "POST /api/v2/assets", data=form)

@@ -23,6 +23,7 @@ as ``Authorization: Bearer`` on every request, HTTP and WebSocket, and for ``/vi
 """
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any, AsyncIterator, Optional
@@ -36,6 +37,7 @@ from .base import (CancelResult, Capabilities, ConfigError, NotFound, Output, Pr
                    node_sort_key, parse_api_graph)
 from . import comfy_jobs
 from .kinds import kind_of, mime_of
+from .local_file import SMALL, LocalFile, sendable
 from .comfy_graph_check import check_graph, rejected
 from .comfy_native import ComfyServer
 
@@ -80,6 +82,7 @@ class ComfyUIProvider(Provider):
                                 idempotent_submit=False, client_chosen_id=True, findable=True, addressing="node",
                                 node_types="listed", input_kinds=("image", "video", "audio", "file"))  # /upload/image takes any file
     max_rps = None  # a ComfyUI server has no request limit; one shared look serves all tasks anyway
+    streams_uploads = True
 
     def __init__(self, profile: Any, http: Any):
         super().__init__(profile, http)
@@ -163,16 +166,20 @@ class ComfyUIProvider(Provider):
 
     async def upload(self, data: bytes, mime: str, name: str) -> Any:
         base = await self.base()
-        resp = await self.http.request("GET", base + "/view", params={"filename": name, "type": "input", "subfolder": ""},
-                                       headers=self.auth_headers(), max_body=len(data) + 65536)
-        if resp.status in (401, 403):
-            raise self.http_error(resp, "GET /view", auth_hint=self._auth_hint())
-        if resp.status == 200 and resp.body == data:
-            return name
+        if isinstance(data, LocalFile) and data.size <= SMALL:
+            data = await asyncio.to_thread(data.read)
+        if not isinstance(data, LocalFile):  # (a large file on disk is sent without looking first)
+            resp = await self.http.request("GET", base + "/view", params={"filename": name, "type": "input",
+                                                                          "subfolder": ""},
+                                           headers=self.auth_headers(), max_body=len(data) + 65536)
+            if resp.status in (401, 403):
+                raise self.http_error(resp, "GET /view", auth_hint=self._auth_hint())
+            if resp.status == 200 and resp.body == data:
+                return name
 
         def form() -> aiohttp.FormData:
             fd = aiohttp.FormData()
-            fd.add_field("image", data, filename=name, content_type=mime or "image/png")
+            fd.add_field("image", sendable(data), filename=name, content_type=mime or "image/png")
             fd.add_field("type", "input")
             fd.add_field("overwrite", "true")
             return fd

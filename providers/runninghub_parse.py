@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from .base import (ConfigError, Output, Override, RejectedInput, RemoteFailure, State, TaskUpdate, Target,
                    parse_api_graph)
 from .kinds import extension, kind_of, mime_of
+from .local_file import not_uploaded, size_of
 
 MAX_TEXT = 300
 MAX_UPLOAD = 30 * 1024 * 1024  # per file [§3.9, code 809]
@@ -158,7 +159,7 @@ def check_app_targets(p: Any, info: dict, targets: list) -> None:
 
 def check_file(p: Any, tgt: Target, o: Override) -> None:
     """A file input RunningHub's upload would refuse (type or size), refused before anything is paid."""
-    if not isinstance(o.value, (bytes, bytearray)):
+    if not not_uploaded(o.value):
         return
     ext = "png" if o.kind == "image" and not o.name else extension(o.name) or next(
         (e for e in ACCEPTS.get(o.kind, ()) if o.mime and mime_of("x." + e) == o.mime), "")
@@ -167,8 +168,8 @@ def check_file(p: Any, tgt: Target, o: Override) -> None:
         raise p.error(RejectedInput, f"{o.kind} for {tgt.raw} is a {'.' + ext if ext else 'untyped'} file; RunningHub "
                       f"takes {o.kind} files of type {', '.join('.' + e for e in takes)}", field=o.kind,
                       hint="convert it to one of those types, or pass a public URL with RemoteInputText")
-    if len(o.value) > MAX_UPLOAD:
-        raise p.error(RejectedInput, f"{o.kind} for {tgt.raw} is {len(o.value) / 2**20:.1f} MB; RunningHub accepts "
+    if size_of(o.value) > MAX_UPLOAD:
+        raise p.error(RejectedInput, f"{o.kind} for {tgt.raw} is {size_of(o.value) / 2**20:.1f} MB; RunningHub accepts "
                       "at most 30 MB per file", field=o.kind,
                       hint="make it smaller, or pass a public URL with RemoteInputText")
 

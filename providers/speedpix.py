@@ -25,6 +25,7 @@ from .base import (FILE_KINDS, AuthError, Capabilities, ConfigError, ContentReje
                    ProtocolError, Provider, QuotaError, RateLimited, RejectedInput, RemoteError, RemoteFailure,
                    RemoteRef, ServerError, State, SubmitSpec, TaskGone, TaskUpdate, TransientError)
 from .kinds import kind_of
+from .local_file import not_uploaded, sendable, size_of
 from .speedpix_wire import (USER_AGENT, as_int, checked_url, clean, node_of, num, parse_outputs, parse_workflow,
                             sign_request)
 
@@ -113,6 +114,7 @@ class SpeedPixProvider(Provider):
     capabilities = Capabilities(cancel=False, queue_position=True, progress="poll", uploads=True, cost=False,
                                 idempotent_submit=False, client_chosen_id=False, findable=False,
                                 addressing="field", input_kinds=FILE_KINDS)  # temporary files of any type
+    streams_uploads = True
     upload_ttl_s = 20 * 3600  # INFERRED: temporary files are kept about a day (no source states it)
 
     # ------------------------------------------------------------------ plumbing
@@ -220,7 +222,7 @@ class SpeedPixProvider(Provider):
         if o.kind not in FILE_KINDS:
             raise self.error(RejectedInput, f"input {name!r} has kind {o.kind!r}", field="target",
                              hint="SpeedPix takes text, int, float, boolean and file (image, video, audio, other) inputs")
-        if not uploaded and isinstance(o.value, (bytes, bytearray)):
+        if not uploaded and not_uploaded(o.value):
             return ""  # pre-flight runs before the engine uploads files
         if not isinstance(o.value, str) or not o.value:
             raise self.error(RejectedInput, f"{o.kind} for {name!r} was not uploaded", field="target",
@@ -244,13 +246,15 @@ class SpeedPixProvider(Provider):
         return Preflight(workflow_label=label)
 
     async def upload(self, data: bytes, mime: str, name: str) -> str:
-        """Temp-file upload: sign, PUT the bytes to the presigned URL, return ``accessUrl``."""
+        """Temp-file upload: sign, PUT the bytes (a file streamed from disk) to the presigned URL, return
+        ``accessUrl``."""
         api = "sp_create_temp_file_upload_sign"
         sign = self._data(api, await self._call(api, {"contentType": mime, "originalFilename": name,
-                                                      "size": len(data)}))
+                                                      "size": size_of(data)}))
         urls = [checked_url(str(sign.get(k) if isinstance(sign, dict) else ""), f"{api}: {k}")
                 for k in ("uploadUrl", "accessUrl")]
-        resp = await self.http.request("PUT", urls[0], data=data, headers={"Content-Type": mime}, max_body=1 << 20)
+        resp = await self.http.request("PUT", urls[0], data=lambda: sendable(data), headers={"Content-Type": mime},
+                                       max_body=1 << 20)
         if resp.status == 403:  # the presigned URL expired or was refused: the next try signs a fresh one
             raise self.error(TransientError, f"upload of {name}: the presigned upload URL was refused (HTTP 403)",
                              field=kind_of(name, mime), code=403, hint="a fresh upload URL is asked for")

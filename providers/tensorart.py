@@ -23,6 +23,7 @@ from .base import (AmbiguousSubmit, AuthError, CancelResult, Capabilities, Confi
                    NotSupported, Output, Preflight, ProtocolError, Provider, QuotaError, RateLimited,
                    RejectedInput, RemoteError, RemoteFailure, RemoteRef, ServerError, State, SubmitSpec, TaskGone,
                    TaskUpdate, TransientError, apply_overrides, field_text, parse_api_graph, parse_target)
+from .local_file import not_uploaded
 from .tensorart_wire import Credentials, as_float, as_int, lines, node_with_status, outputs_of, pj, running_info
 
 # TAMS job.status → State (TaskUpdate.raw_state keeps the TAMS name); anything else: ProtocolError
@@ -184,7 +185,7 @@ class TensorArtProvider(Provider):
                 have = ", ".join(f"{n}.{f}" for n, f, _ in tpl["fields"]) or "none"
                 raise self.error(RejectedInput, f"target {tgt.raw}: template {tid} has no field {tgt.raw}",
                                  field="target", hint=f"its fields are: {have}")
-            if isinstance(o.value, (bytes, bytearray)):
+            if not_uploaded(o.value):
                 if not pending_ok:
                     raise self.error(RejectedInput, f"target {tgt.raw}: image was not uploaded", field="target")
                 complete = complete and bool(values[(tgt.node, tgt.field)])
@@ -199,7 +200,7 @@ class TensorArtProvider(Provider):
         graph = parse_api_graph(spec.workflow, provider=self.id, profile=self.name)
         overrides, complete = [], True
         for tgt, o in spec.targets("node"):
-            if isinstance(o.value, (bytes, bytearray)):
+            if not_uploaded(o.value):
                 if not pending_ok:
                     raise self.error(RejectedInput, f"target {tgt.raw}: image was not uploaded", field="target")
                 o = o.with_value(((graph.get(tgt.node) or {}).get("inputs") or {}).get(tgt.field))

@@ -515,6 +515,8 @@ class FakeSpeedPix(FakeServer):
         refused = self._oss_check(request, "PUT", key, ct)
         if refused is not None:
             return refused
+        if request.headers.get("Content-Length") is None:  # OSS takes no chunked upload
+            return self._oss_error(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
         data = await request.read()
         self.objects[key] = (data, ct)
         return web.Response(status=200, headers={"ETag": '"' + hashlib.md5(data).hexdigest().upper() + '"'})

@@ -19,8 +19,11 @@ from comfyui_remote.providers.base import (AuthError, CancelResult, ConfigError,
                                            QuotaError, RateLimited, RejectedInput, RemoteError, RemoteFailure,
                                            RemoteRef, State, SubmitSpec, TaskGone)
 from comfyui_remote.providers.comfycloud import CODES, ComfyCloudProvider, KeyReused
+from comfyui_remote.providers.comfycloud_wire import blake3_hash
+from comfyui_remote.providers.local_file import LocalFile
 from comfyui_remote.tests.fakes.comfycloud import FakeComfyCloud
 from comfyui_remote.tests.fakes.toolkit import Clock
+from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.unit import drive
 
 WF = Path(__file__).resolve().parents[2] / "providers" / "sandbox_workflows"
@@ -140,6 +143,23 @@ async def test_upload_by_blake3_costs_no_second_upload(make, fake, tmp_path):
     out = updates[-1].outputs[0]
     got = await p.http.fetch_to(out.url, tmp_path / "echo.part", headers=p.download_headers(out))
     assert np.array_equal(np.asarray(Image.open(got.path)), np.asarray(Image.open(io.BytesIO(data))))
+
+
+async def test_a_file_on_disk_is_hashed_and_sent_in_chunks(make, fake, tmp_path, monkeypatch):
+    """A video of ComfyUI's folders (a LocalFile) is hashed and uploaded from disk, never read whole:
+    the service checks the bytes against the blake3 sent beside them, and the same bytes later are a
+    hash hit."""
+    monkeypatch.setattr(LocalFile, "read", lambda self: pytest.fail(f"{self.name} was read into memory"))
+    clip = ms.webm()
+    (tmp_path / clip.name).write_bytes(clip.data)
+    p = await make()
+    assert p.streams_uploads
+    value = await p.upload(LocalFile.at(tmp_path / clip.name), clip.mime, "v-" + clip.name)
+    assert value["info"]["hash"] == blake3_hash(clip.data)
+    assert (fake.count("assets_by_hash"), fake.count("assets_upload")) == (1, 1)
+    again = await p.upload(clip.data, clip.mime, "v-" + clip.name)  # the same bytes: a hit, no upload
+    assert again["info"]["hash"] == value["info"]["hash"]
+    assert (fake.count("assets_upload"), fake.count("assets_from_hash")) == (1, 1)
 
 
 @pytest.mark.parametrize("code,cls", [("insufficient_credits", QuotaError), ("queue_full", RateLimited),

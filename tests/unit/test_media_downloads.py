@@ -11,7 +11,9 @@ from PIL import Image, ImageSequence
 
 from comfyui_remote.engine import audio, results, video
 from comfyui_remote.engine.tasks import TaskManager
+from comfyui_remote.providers import comfyui
 from comfyui_remote.providers.base import Override, RejectedInput
+from comfyui_remote.providers.local_file import LocalFile
 from tests import media_samples as ms
 
 GRAPH = {  # 4 distinct frames (a WebP writer merges identical neighbours)
@@ -95,6 +97,52 @@ async def test_file_inputs_of_every_kind_go_up_to_a_comfyui_server(m):
     fake = m.provider(m.profiles.get("sandbox")).fake  # the in-process sandbox server the task ran on
     stored = {name: data for (typ, _sub, name), data in fake.files.items() if typ == "input"}
     assert stored.get("v" * 32 + "-clip.webm") == clip.data and stored.get("g" * 32 + "-mesh.glb") == glb.data
+
+
+def never_read_whole(self):
+    raise AssertionError(f"{self.name} was read into memory instead of streamed")
+
+
+async def test_a_file_on_disk_goes_up_streamed_byte_for_byte(m, tmp_path, monkeypatch):
+    """A video or file of ComfyUI's folders stays on disk (a LocalFile) until the upload streams it:
+    what the server stores is the file, and its bytes were never held whole (above the size where
+    the comfyui provider first compares with what the server has)."""
+    monkeypatch.setattr(comfyui, "SMALL", 0)
+    monkeypatch.setattr(LocalFile, "read", never_read_whole)
+    clip, glb = ms.webm(), ms.glb()
+    (tmp_path / clip.name).write_bytes(clip.data)
+    (tmp_path / glb.name).write_bytes(glb.data)
+    inputs = [Override("3.image", "video", LocalFile.at(tmp_path / clip.name), sha256="w" * 64, name=clip.name,
+                       mime=clip.mime),
+              Override("4.image", "file", LocalFile.at(tmp_path / glb.name), sha256="h" * 64, name=glb.name,
+                       mime=glb.mime)]
+    assert repr(inputs[0]) == f"Override('3.image', video, <file clip.webm, {len(clip.data)} bytes>)"
+    graph = {"1": GRAPH["1"], "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+             "3": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+             "4": {"class_type": "LoadImage", "inputs": {"image": "x.png"}}}
+    tid = await run(m, m.submit("sandbox", json.dumps(graph), inputs, reuse=False))
+    snap = await run(m, m.wait(tid))
+    assert snap["state"] == "succeeded", (snap["error"], snap["message"])
+    fake = m.provider(m.profiles.get("sandbox")).fake
+    stored = {name: data for (typ, _sub, name), data in fake.files.items() if typ == "input"}
+    assert stored.get("w" * 32 + "-clip.webm") == clip.data and stored.get("h" * 32 + "-mesh.glb") == glb.data
+
+
+async def test_a_file_changed_after_its_node_ran_is_refused_before_anything_is_paid(m, tmp_path):
+    clip = ms.webm()
+    path = tmp_path / clip.name
+    path.write_bytes(clip.data)
+    src = LocalFile.at(path)
+    path.write_bytes(clip.data + b"more")  # (another size: changed whatever the file system's clock)
+    graph = {"1": GRAPH["1"], "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+             "3": {"class_type": "LoadImage", "inputs": {"image": "x.png"}}}
+    with pytest.raises(RejectedInput) as e:
+        await run(m, m.submit("sandbox", json.dumps(graph),
+                              [Override("3.image", "video", src, sha256="c" * 64, name=clip.name)], reuse=False))
+    text = str(e.value)
+    assert "input file clip.webm changed after its node ran" in text and "[sandbox/sandbox]" in text, text
+    fake = m.provider(m.profiles.get("sandbox")).fake
+    assert not [k for k in fake.files if k[0] == "input"] and not fake.history
 
 
 async def test_the_sandbox_video_workflow_gives_a_video_an_animation_and_a_text(m):

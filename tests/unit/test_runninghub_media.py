@@ -7,6 +7,7 @@ import pytest
 
 from comfyui_remote.providers import runninghub_parse as rp
 from comfyui_remote.providers.base import Override, RejectedInput
+from comfyui_remote.providers.local_file import LocalFile
 from comfyui_remote.providers.runninghub import RunningHubProvider
 from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.fakes import runninghub_media as media
@@ -90,6 +91,25 @@ async def test_video_audio_and_zip_inputs_reach_runninghub_byte_for_byte(engine,
     names = [n for n, b in fake.uploads.items() if b in (clip.data, sound.data)]
     assert sorted(n.rsplit(".", 1)[-1] for n in names) == ["mp4", "wav"]
     assert all(n.startswith("openapi/") for n in names)
+
+
+async def test_a_file_on_disk_reaches_runninghub_and_one_too_large_is_refused_unread(engine, fake, tmp_path, monkeypatch):
+    """A video of ComfyUI's folders (a LocalFile) goes up as its bytes; one over the 30 MB the upload
+    takes is refused before anything is paid, by its size on disk, without reading it."""
+    clip = ms.mp4(n=6, sound=True)
+    (tmp_path / clip.name).write_bytes(clip.data)
+    o = file_input("1.video", clip).with_value(LocalFile.at(tmp_path / clip.name))
+    snap, outs = await engine.run("rh", media.WF_MEDIA_ECHO, [o])
+    assert snap["state"] == "succeeded", snap
+    assert saved_bytes(outs)[0] == ("video", clip.data) and clip.data in fake.uploads.values()
+    created, uploads = fake.created_count(), fake.count("upload")
+    with open(tmp_path / "big.mp4", "wb") as fh:
+        fh.truncate(rp.MAX_UPLOAD + 1)  # (sparse: no 30 MB written)
+    monkeypatch.setattr(LocalFile, "read", lambda self: pytest.fail(f"{self.name} was read into memory"))
+    with pytest.raises(RejectedInput) as info:
+        await engine.run("rh", media.WF_MEDIA_ECHO, [o.with_value(LocalFile.at(tmp_path / "big.mp4"))])
+    assert "at most 30 MB" in str(info.value) and info.value.field == "video"
+    assert (fake.created_count(), fake.count("upload")) == (created, uploads)
 
 
 async def test_types_the_upload_does_not_take_are_refused_before_anything_is_paid(engine, fake):

@@ -21,12 +21,14 @@ from comfyui_remote.engine.tasks import TaskManager
 from comfyui_remote.engine.transfer import Expired, Http, RetryPolicy
 from comfyui_remote.providers import speedpix as sp
 from comfyui_remote.providers import speedpix_wire as wire
+from comfyui_remote.providers.local_file import LocalFile
 from comfyui_remote.providers.base import (AmbiguousSubmit, AnswerLost, AuthError, CancelResult, ConfigError,
                                            ContentRejected, NotFound, NotSupported, Override, ProtocolError,
                                            QuotaError, RateLimited, RejectedInput, RemoteError, RemoteFailure,
                                            RemoteRef, ServerError, State, SubmitSpec, TaskGone, TransientError)
 from comfyui_remote.tests.fakes.speedpix import FakeSpeedPix, colour_for
 from comfyui_remote.tests.fakes.toolkit import png_bytes
+from comfyui_remote.tests import media_samples as ms
 from comfyui_remote.tests.unit import drive
 
 CANARY_KEY = "canary-appkey-7Q2xW9"
@@ -360,6 +362,21 @@ async def test_upload_round_trip(env, tmp_path):
     outs = updates[-1].outputs
     assert len(outs) == 1 and outs[0].field == "image" and outs[0].kind == "image"
     assert (await pixels(p.http, tmp_path, outs[0]))[2] == src
+
+
+async def test_a_file_on_disk_is_streamed_to_the_presigned_url_with_its_length(env, tmp_path, monkeypatch):
+    """A video of ComfyUI's folders (a LocalFile) is sent from disk, never read whole, with the
+    Content-Length OSS requires (it refuses a chunked upload with 411)."""
+    monkeypatch.setattr(LocalFile, "read", lambda self: pytest.fail(f"{self.name} was read into memory"))
+    clip = ms.webm()
+    (tmp_path / clip.name).write_bytes(clip.data)
+    p = env.provider()
+    assert p.streams_uploads
+    value = await p.upload(LocalFile.at(tmp_path / clip.name), clip.mime, "v-" + clip.name)
+    assert json.loads(env.fake.requests("sp_create_temp_file_upload_sign")[0].body)["size"] == len(clip.data)
+    put = env.fake.requests("oss_put")[0]
+    assert put.body == clip.data and hdr(put, "Content-Length") == str(len(clip.data))
+    assert value.startswith(env.fake.url)
 
 
 async def test_a_refused_upload_url_is_one_attempt_and_the_next_signs_afresh(env):
