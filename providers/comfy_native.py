@@ -94,6 +94,7 @@ class ComfyServer:
         stream = frames(self.p.http, ws_url(base, self.client_id), headers=self.p.auth_headers(),
                         policy=SocketPolicy(reconnects=None, backoff_cap_s=2.0), first=FEATURE_FLAGS)
         idle_since: Optional[float] = None
+        dropped = False
         try:
             async for fr in stream:
                 self._on_frame(fr)
@@ -103,10 +104,14 @@ class ComfyServer:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since > IDLE_CLOSE_S:
                         return
+        except GeneratorExit:  # dropped with a stopped loop: the stream, mid-read, goes with it
+            dropped = True
+            raise
         finally:
             self.connected.clear()
             self.tried.set()
-            await stream.aclose()
+            if not dropped:
+                await stream.aclose()
 
     def _on_frame(self, fr: Frame) -> None:
         if fr.kind == "connected":
