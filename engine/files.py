@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 BLOCK = 1 << 20
 
@@ -25,11 +26,16 @@ def unlink_quietly(p: Path) -> None:
         pass
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def blocks(path: "str | os.PathLike[str]") -> Iterator[bytes]:
+    """The file's bytes a block at a time (a hash of a large file never holds it whole)."""
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(BLOCK), b""):
-            h.update(block)
+        yield from iter(lambda: fh.read(BLOCK), b"")
+
+
+def file_sha256(path: "str | os.PathLike[str]") -> str:
+    h = hashlib.sha256()
+    for block in blocks(path):
+        h.update(block)
     return h.hexdigest()
 
 

@@ -14,6 +14,7 @@ from ..providers.base import (AmbiguousSubmit, NotSupported, Override, RemoteErr
                               SubmitSpec, last_wins)
 from ..providers.local_file import LocalFile, not_uploaded
 from . import redaction
+from .files import file_sha256
 from .redaction import describe as _short
 from .live import Live, new_task_id
 from .rules import Create, create_outcome, look_is_fatal
@@ -145,7 +146,7 @@ class SubmitMixin:
             if not o.is_file:
                 out.append(o)
                 continue
-            digest = o.sha256 or await asyncio.to_thread(lambda o=o: hashlib.sha256(o.value).hexdigest())
+            digest = o.sha256 or await asyncio.to_thread(content_sha256, o.value)
             cache_key = (live.row["profile"], digest)
             cached = self._upload_cache.get(cache_key)
             ttl = provider.upload_ttl_s
@@ -310,6 +311,11 @@ def spec_json(spec: SubmitSpec) -> dict:
     """The submitted spec as journal JSON (uploads already replaced by the service's values)."""
     return {"workflow": spec.workflow, "profile": spec.profile,
             "overrides": [[o.target, o.kind, o.value, o.sha256] for o in spec.overrides]}
+
+
+def content_sha256(value: Any) -> str:
+    """The hash of a file input that came without one: its bytes, or the file on disk in blocks."""
+    return file_sha256(value.path) if isinstance(value, LocalFile) else hashlib.sha256(value).hexdigest()
 
 
 def spec_from_json(data: Any, profile: str) -> SubmitSpec:

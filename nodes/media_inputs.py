@@ -34,7 +34,7 @@ except ImportError:  # an older ComfyUI has no VIDEO type; RemoteInputVideo then
 
 
 def file_override(target: str, kind: str, data: "bytes | LocalFile", name: str) -> Override:
-    digest = file_sha256(Path(data.path)) if isinstance(data, LocalFile) else hashlib.sha256(data).hexdigest()
+    digest = file_sha256(data.path) if isinstance(data, LocalFile) else hashlib.sha256(data).hexdigest()
     return Override(target.strip(), kind, data, sha256=digest, name=name, mime=mime_of(name, kind))
 
 

@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 import aiohttp
 import blake3
 
+from ..engine.files import blocks
 from .base import State, TaskUpdate
 from .comfy_graph_check import summarise
 from .errors import ProtocolError
 from .kinds import kind_of
-from .local_file import LocalFile, sendable, size_of
+from .local_file import LocalFile, sendable
 
 BIG = 1024 * 1024  # hash off the event loop above this size
 
@@ -32,15 +33,14 @@ def blake3_hash(data: Any) -> str:
     if not isinstance(data, LocalFile):
         return "blake3:" + blake3.blake3(data).hexdigest()
     h = blake3.blake3()
-    with data.open() as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    for block in blocks(data.path):
+        h.update(block)
     return "blake3:" + h.hexdigest()
 
 
 async def upload_asset(p: Any, data: bytes, mime: str, name: str) -> dict:
     """Upload one input through provider ``p`` (``api``, ``headers``, ``call``, ``error_of``)."""
-    digest = await asyncio.to_thread(blake3_hash, data) if size_of(data) > BIG or isinstance(data, LocalFile) \
+    digest = await asyncio.to_thread(blake3_hash, data) if isinstance(data, LocalFile) or len(data) > BIG \
         else blake3_hash(data)
     head = p.api(f"/assets/by-hash/{digest}")
     resp = await p.http.request("HEAD", head, headers=p.headers(head))

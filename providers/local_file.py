@@ -32,14 +32,15 @@ class LocalFile:
         return os.path.basename(self.path)
 
     def check(self) -> None:
-        """Refuse a file that changed or went away since the node read it (its hash would be wrong)."""
+        """Refuse a file that changed or went away since the node read it (its hash would be wrong);
+        the engine adds the provider, the target and the field (the input's kind)."""
         try:
             st = os.stat(self.path)
         except OSError as e:
             raise RejectedInput(f"input file {self.name} cannot be read any more ({e.strerror or e})",
-                                field="file", hint="queue the prompt again") from None
+                                hint="queue the prompt again") from None
         if (st.st_size, st.st_mtime_ns) != (self.size, self.mtime_ns):
-            raise RejectedInput(f"input file {self.name} changed after its node ran", field="file",
+            raise RejectedInput(f"input file {self.name} changed after its node ran",
                                 hint="queue the prompt again: the loader of a changed file runs again and sends "
                                      "the new version")
 

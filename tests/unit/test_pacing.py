@@ -4,6 +4,7 @@ task nears its end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -145,30 +146,42 @@ def test_looks_relax_in_the_queue_and_tighten_near_the_end(kw, expect):
     assert next_look(1.0, **kw) == pytest.approx(expect)
 
 
-async def test_many_tasks_of_one_profile_stay_inside_the_services_rate(tmp_path):
-    """Twenty TAMS tasks at once, polled every 0.05 s each: the app's 5 QPS is never exceeded
-    (the fake refuses anything faster with 429), and every result arrives."""
+@contextlib.asynccontextmanager
+async def tams_engine(tmp_path, qps: int, run_s: float, extra: str = ""):
+    """A TAMS fake refusing more than ``qps`` requests a second (429), and a TaskManager with one
+    profile ``ta`` looking at each task every 0.05 s; yields (fake, manager, call)."""
     fake = FakeTensorArt()
-    fake.qps_limit = 5
-    fake.queue_s, fake.run_s = 0.2, 0.5
+    fake.qps_limit = qps
+    fake.queue_s, fake.run_s = 0.2, run_s
     await fake.start()
     home = tmp_path / "home"
     home.mkdir()
     (home / "profiles.toml").write_text(f'[profiles.ta]\nprovider = "tensorart"\nurl = "{fake.url}"\n'
                                         f'api_key = "{fake.credentials().get("TENSORART_API_KEY", "")}"\n'
-                                        'poll_interval_s = 0.05\n')
+                                        f'poll_interval_s = 0.05\n{extra}')
     m = TaskManager(home, tmp_path / "out", policy=RetryPolicy(attempts=4, base_s=0.05, cap_s=0.5)).start(reattach=False)
 
     async def call(coro):
         return await asyncio.wait_for(asyncio.wrap_future(m.call(coro)), 120)
 
     try:
-        ids = await asyncio.gather(*(call(m.submit("ta", "700000000000000001", [Override("6.text", "text", f"n{i}")],
-                                                   reuse=False)) for i in range(20)))
-        snaps = await asyncio.gather(*(call(m.wait(t)) for t in ids))
+        yield fake, m, call
     finally:
         await asyncio.to_thread(m.stop)
         await fake.stop()
+
+
+def submit_many(m, call, n: int, tag: str):
+    return asyncio.gather(*(call(m.submit("ta", "700000000000000001", [Override("6.text", "text", f"{tag}{i}")],
+                                          reuse=False)) for i in range(n)))
+
+
+async def test_many_tasks_of_one_profile_stay_inside_the_services_rate(tmp_path):
+    """Twenty TAMS tasks at once, polled every 0.05 s each: the app's 5 QPS is never exceeded
+    (the fake refuses anything faster with 429), and every result arrives."""
+    async with tams_engine(tmp_path, qps=5, run_s=0.5) as (fake, m, call):
+        ids = await submit_many(m, call, 20, "n")
+        snaps = await asyncio.gather(*(call(m.wait(t)) for t in ids))
     assert [s["state"] for s in snaps] == ["succeeded"] * 20, [s["message"] for s in snaps]
     api = [s.t for s in fake.log if s.route != "file"]
     assert fake.rate_limited == 0 and most_in_one_second(api) <= 5
@@ -176,33 +189,20 @@ async def test_many_tasks_of_one_profile_stay_inside_the_services_rate(tmp_path)
 
 async def test_a_cancel_goes_out_ahead_of_the_looks_queued_for_the_budget(tmp_path):
     """Twelve TAMS tasks keep the app's QPS busy with looks; a cancel of one of them takes the
-    next free request, not its turn behind every look already waiting (about 12 of them, while the remote task goes on billing)."""
-    fake = FakeTensorArt()
-    fake.qps_limit = 20
-    fake.queue_s, fake.run_s = 0.2, 60.0
-    await fake.start()
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "profiles.toml").write_text(f'[profiles.ta]\nprovider = "tensorart"\nurl = "{fake.url}"\n'
-                                        f'api_key = "{fake.credentials().get("TENSORART_API_KEY", "")}"\n'
-                                        'poll_interval_s = 0.05\nmax_concurrent = 12\n')
-    m = TaskManager(home, tmp_path / "out", policy=RetryPolicy(attempts=4, base_s=0.05, cap_s=0.5)).start(reattach=False)
-
-    async def call(coro):
-        return await asyncio.wait_for(asyncio.wrap_future(m.call(coro)), 120)
-
-    try:
-        ids = await asyncio.gather(*(call(m.submit("ta", "700000000000000001", [Override("6.text", "text", f"c{i}")],
-                                                   reuse=False)) for i in range(12)))
+    next free request, not its turn behind every look already waiting (about 12 of them, while the
+    remote task goes on billing)."""
+    async with tams_engine(tmp_path, qps=20, run_s=60.0, extra="max_concurrent = 12\n") as (fake, m, call):
+        ids = await submit_many(m, call, 12, "c")
         gets = lambda: sum(1 for s in fake.log if s.route == "get_job")  # noqa: E731
         start = gets()
-        while gets() < start + 12:  # every task is looking: the budget has a queue
-            await asyncio.sleep(0.05)
+
+        async def all_looking():  # every task is looking: the budget has a queue
+            while gets() < start + 12:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(all_looking(), 60)
         before = gets()
         await call(m.cancel(ids[7], "cancelled in a fan-out"))
         await fake.seen("cancel", timeout=30)
         looks_between = gets() - before
-    finally:
-        await asyncio.to_thread(m.stop)
-        await fake.stop()
     assert looks_between <= 3, f"{looks_between} looks went out between the cancel and its request"
